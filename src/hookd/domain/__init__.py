@@ -1,0 +1,1 @@
+"""Records, identifiers, states and errors: the vocabulary of hookd, with no I/O."""

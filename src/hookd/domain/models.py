@@ -1,0 +1,170 @@
+"""Immutable records of hookd's vocabulary (see DESIGN §1) and their states.
+
+Records are frozen dataclasses; changes make new records with `dataclasses.replace`.
+Times are Unix seconds (float). Secrets are wrapped in `Secret` so they never show in a repr.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from hookd.policy.retry import RetryPolicy
+
+DEFAULT_TENANT = "default"
+
+
+class EndpointStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    DISABLED = "disabled"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # due now or scheduled for a retry
+    SENDING = "sending"  # claimed by a worker under a lease
+    DELIVERED = "delivered"
+    FAILED = "failed"  # the receiver rejected it (4xx/3xx): not retried, replayable
+    DEAD = "dead"  # attempts exhausted: a dead letter, replayable
+    PARKED = "parked"  # its endpoint is paused or disabled: kept, resumes with the endpoint
+
+
+#: Statuses that end a delivery without success: the dead-letter list.
+DEAD_LETTER_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.DEAD)
+
+
+class Secret:
+    """A secret string that never shows itself in `repr`/`str`; `.reveal()` gives the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSecret:
+    """One signing secret of an endpoint; during a rotation the old one carries `expires_at`."""
+
+    value: Secret
+    created_at: float
+    expires_at: float | None = None
+
+    def valid_at(self, now: float) -> bool:
+        return self.expires_at is None or now < self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    id: str
+    tenant_id: str
+    url: str
+    event_types: tuple[str, ...]
+    secrets: tuple[EndpointSecret, ...]
+    retry_policy: RetryPolicy
+    timeout: float
+    created_at: float
+    updated_at: float
+    headers: Mapping[str, str] = field(default_factory=dict)
+    name: str | None = None
+    description: str | None = None
+    status: EndpointStatus = EndpointStatus.ACTIVE
+    status_reason: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def signing_keys_at(self, now: float) -> list[str]:
+        """The secrets to sign with now: the newest first, then any still inside a grace period."""
+        live = [s for s in self.secrets if s.valid_at(now)]
+        live.sort(key=lambda s: s.created_at, reverse=True)
+        return [s.value.reveal() for s in live]
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: str
+    tenant_id: str
+    type: str
+    payload: bytes  # the JSON object exactly as it will be embedded in the body's `data`
+    occurred_at: float
+    created_at: float
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: str
+    tenant_id: str
+    event_id: str
+    endpoint_id: str
+    event_type: str
+    status: DeliveryStatus
+    attempts: int  # attempts in the current run (reset by a replay)
+    total_attempts: int  # attempts ever made
+    next_attempt_at: float | None
+    created_at: float
+    updated_at: float
+    priority: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    id: str
+    delivery_id: str
+    endpoint_id: str
+    number: int  # 1-based, over the delivery's whole life
+    started_at: float
+    duration_ms: float
+    outcome: str  # OutcomeClass value: success / retry / reject / gone
+    status_code: int | None = None
+    error: str | None = None  # ErrorKind value plus detail, e.g. "timeout: no response in 5.0s"
+    request_headers: Mapping[str, str] = field(default_factory=dict)
+    response_headers: Mapping[str, str] = field(default_factory=dict)
+    response_body: str | None = None  # bounded excerpt
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """What a worker needs to send one delivery; `body` is the exact wire body."""
+
+    id: str
+    endpoint_id: str
+    event_id: str
+    event_type: str
+    attempts: int  # attempts already made in this run
+    total_attempts: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """A finished attempt plus the state the policy decided for its delivery."""
+
+    attempt: Attempt
+    status: DeliveryStatus
+    next_attempt_at: float | None
+    disable_endpoint_reason: str | None = None  # set when the endpoint must be disabled (410)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    event: Event
+    deliveries: int
+    duplicate: bool = False  # True when an idempotency key matched an earlier event

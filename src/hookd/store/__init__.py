@@ -1,0 +1,1 @@
+"""Storage: one port (`Store`), one adapter per backend. SQL lives only below this package."""

@@ -1,0 +1,178 @@
+"""Row mapping shared by the SQL adapters: records to column values and back.
+
+Secrets and custom headers (which often carry credentials) are encrypted here, at the boundary,
+so that nothing above the store sees ciphertext and nothing below it sees plaintext.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from hookd.crypto import SecretBox
+from hookd.domain.models import (
+    Attempt,
+    Delivery,
+    DeliveryStatus,
+    Endpoint,
+    EndpointSecret,
+    EndpointStatus,
+    Event,
+    Secret,
+)
+from hookd.policy import retry
+from hookd.store.port import DeliveryFilter
+
+
+def dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def endpoint_to_row(endpoint: Endpoint, box: SecretBox) -> dict[str, Any]:
+    secrets = [
+        {"v": box.encrypt(s.value.reveal()), "c": s.created_at, "e": s.expires_at}
+        for s in endpoint.secrets
+    ]
+    return {
+        "id": endpoint.id,
+        "tenant_id": endpoint.tenant_id,
+        "url": endpoint.url,
+        "name": endpoint.name,
+        "description": endpoint.description,
+        "event_types": dumps(list(endpoint.event_types)),
+        "secrets": dumps(secrets),
+        "headers": box.encrypt(dumps(dict(endpoint.headers))),
+        "timeout": endpoint.timeout,
+        "retry_policy": dumps(retry.policy_to_dict(endpoint.retry_policy)),
+        "status": endpoint.status.value,
+        "status_reason": endpoint.status_reason,
+        "metadata": dumps(dict(endpoint.metadata)),
+        "created_at": endpoint.created_at,
+        "updated_at": endpoint.updated_at,
+    }
+
+
+def endpoint_from_row(row: Mapping[str, Any], box: SecretBox) -> Endpoint:
+    secrets = tuple(
+        EndpointSecret(value=Secret(box.decrypt(s["v"])), created_at=s["c"], expires_at=s["e"])
+        for s in orjson.loads(row["secrets"])
+    )
+    return Endpoint(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        url=row["url"],
+        name=row["name"],
+        description=row["description"],
+        event_types=tuple(orjson.loads(row["event_types"])),
+        secrets=secrets,
+        headers=orjson.loads(box.decrypt(row["headers"])),
+        timeout=row["timeout"],
+        retry_policy=retry.policy_from_dict(orjson.loads(row["retry_policy"])),
+        status=EndpointStatus(row["status"]),
+        status_reason=row["status_reason"],
+        metadata=orjson.loads(row["metadata"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def event_from_row(row: Mapping[str, Any]) -> Event:
+    return Event(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        type=row["type"],
+        payload=bytes(row["payload"]),
+        occurred_at=row["occurred_at"],
+        created_at=row["created_at"],
+        idempotency_key=row["idempotency_key"],
+    )
+
+
+def delivery_from_row(row: Mapping[str, Any]) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        event_id=row["event_id"],
+        endpoint_id=row["endpoint_id"],
+        event_type=row["event_type"],
+        status=DeliveryStatus(row["status"]),
+        priority=row["priority"],
+        attempts=row["attempts"],
+        total_attempts=row["total_attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        last_status_code=row["last_status_code"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def attempt_from_row(row: Mapping[str, Any]) -> Attempt:
+    return Attempt(
+        id=row["id"],
+        delivery_id=row["delivery_id"],
+        endpoint_id=row["endpoint_id"],
+        number=row["number"],
+        started_at=row["started_at"],
+        duration_ms=row["duration_ms"],
+        outcome=row["outcome"],
+        status_code=row["status_code"],
+        error=row["error"],
+        request_headers=orjson.loads(row["request_headers"]),
+        response_headers=orjson.loads(row["response_headers"]),
+        response_body=row["response_body"],
+    )
+
+
+def attempt_to_params(attempt: Attempt) -> tuple[Any, ...]:
+    return (
+        attempt.id,
+        attempt.delivery_id,
+        attempt.endpoint_id,
+        attempt.number,
+        attempt.started_at,
+        attempt.duration_ms,
+        attempt.outcome,
+        attempt.status_code,
+        attempt.error,
+        dumps(dict(attempt.request_headers)),
+        dumps(dict(attempt.response_headers)),
+        attempt.response_body,
+    )
+
+
+def wire_body(event_type: str, occurred_at: float, payload: bytes) -> bytes:
+    """The Standard Webhooks body `{"type", "timestamp", "data"}` with `data` spliced in as stored."""
+    return b"".join(
+        (
+            b'{"type":',
+            orjson.dumps(event_type),
+            b',"timestamp":"',
+            rfc3339(occurred_at).encode(),
+            b'","data":',
+            payload,
+            b"}",
+        )
+    )
+
+
+def rfc3339(ts: float) -> str:
+    """UTC RFC 3339 with millisecond precision, e.g. 2026-11-22T10:00:00.123Z."""
+    moment = datetime.datetime.fromtimestamp(ts, tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def filter_params(f: DeliveryFilter) -> dict[str, Any]:
+    """Named parameters for the optional-filter clauses of the delivery queries."""
+    return {
+        "statuses": dumps([str(s) for s in f.statuses]) if f.statuses else None,
+        "endpoint_id": f.endpoint_id,
+        "event_id": f.event_id,
+        "event_type": f.event_type,
+        "created_after": f.created_after,
+        "created_before": f.created_before,
+        "updated_before": f.updated_before,
+    }

@@ -1,0 +1,381 @@
+"""`MemoryStore`: the storage port in plain Python structures, for unit tests and experiments.
+
+It keeps the same contract as the SQL adapters (tests/integration/test_store_contract.py runs
+against every adapter), so a query the fake has not been taught fails the tests at once.
+Nothing is persisted; secrets are kept as given (there is no "rest" to encrypt them at).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Sequence
+from typing import TypeVar
+
+from hookd.domain import errors, ids
+from hookd.domain.models import (
+    Attempt,
+    AttemptResult,
+    ClaimedDelivery,
+    Delivery,
+    DeliveryStatus,
+    Endpoint,
+    EndpointStatus,
+    Event,
+    PublishResult,
+)
+from hookd.policy.patterns import PatternSet
+from hookd.store import codec
+from hookd.store.port import ApiKey, DeliveryFilter, Page
+
+T = TypeVar("T", bound=object)
+
+_CLAIMABLE = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self.keys: dict[str, ApiKey] = {}
+        self.endpoints: dict[str, Endpoint] = {}
+        self.events: dict[str, Event] = {}
+        self.deliveries: dict[str, Delivery] = {}
+        self.leases: dict[str, str] = {}  # delivery id -> worker id
+        self.attempts: dict[str, list[Attempt]] = {}
+        self.open_count = 0
+
+    async def open(self) -> None:
+        self.open_count += 1
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> None:
+        return None
+
+    # API keys ----------------------------------------------------------------------------------
+    async def add_api_key(self, key: ApiKey) -> None:
+        if any(k.key_hash == key.key_hash for k in self.keys.values()):
+            raise errors.StoreError("duplicate API key hash")
+        self.keys[key.id] = key
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        return next((k for k in self.keys.values() if k.key_hash == key_hash), None)
+
+    async def list_api_keys(self, tenant_id: str | None) -> list[ApiKey]:
+        keys = [k for k in self.keys.values() if tenant_id is None or k.tenant_id == tenant_id]
+        return sorted(keys, key=lambda k: k.id)
+
+    # endpoints ---------------------------------------------------------------------------------
+    async def create_endpoint(self, endpoint: Endpoint) -> None:
+        if endpoint.id in self.endpoints:
+            raise errors.StoreError(f"duplicate endpoint id {endpoint.id}")
+        self.endpoints[endpoint.id] = endpoint
+
+    async def update_endpoint(self, endpoint: Endpoint) -> None:
+        before = self.endpoints.get(endpoint.id)
+        if before is None or before.tenant_id != endpoint.tenant_id:
+            raise errors.NotFound("endpoint", endpoint.id)
+        self.endpoints[endpoint.id] = endpoint
+        self._status_changed(endpoint.id, before.status, endpoint.status, endpoint.updated_at)
+
+    def _status_changed(
+        self, endpoint_id: str, before: EndpointStatus, after: EndpointStatus, now: float
+    ) -> None:
+        active = EndpointStatus.ACTIVE
+        if before is active and after is not active:
+            self._move(endpoint_id, DeliveryStatus.PENDING, DeliveryStatus.PARKED, now, None)
+        elif before is not active and after is active:
+            self._move(endpoint_id, DeliveryStatus.PARKED, DeliveryStatus.PENDING, now, now)
+
+    def _move(
+        self,
+        endpoint_id: str,
+        source: DeliveryStatus,
+        target: DeliveryStatus,
+        now: float,
+        due: float | None,
+    ) -> None:
+        for d in list(self.deliveries.values()):
+            if d.endpoint_id == endpoint_id and d.status is source:
+                changes: dict[str, object] = {"status": target, "updated_at": now}
+                if due is not None:
+                    changes["next_attempt_at"] = due
+                self.deliveries[d.id] = dataclasses.replace(d, **changes)  # type: ignore[arg-type]
+
+    def _visible(self, tenant_id: str | None, owner: str) -> bool:
+        return tenant_id is None or tenant_id == owner
+
+    async def get_endpoint(self, tenant_id: str | None, endpoint_id: str) -> Endpoint | None:
+        endpoint = self.endpoints.get(endpoint_id)
+        if endpoint is None or not self._visible(tenant_id, endpoint.tenant_id):
+            return None
+        return endpoint
+
+    async def list_endpoints(
+        self, tenant_id: str | None, *, limit: int, cursor: str | None = None
+    ) -> Page[Endpoint]:
+        items = [e for e in self.endpoints.values() if self._visible(tenant_id, e.tenant_id)]
+        return _page(items, limit, cursor)
+
+    async def delete_endpoint(self, tenant_id: str | None, endpoint_id: str) -> bool:
+        if await self.get_endpoint(tenant_id, endpoint_id) is None:
+            return False
+        del self.endpoints[endpoint_id]
+        for d in [d for d in self.deliveries.values() if d.endpoint_id == endpoint_id]:
+            self._drop_delivery(d.id)
+        return True
+
+    def _drop_delivery(self, delivery_id: str) -> None:
+        self.deliveries.pop(delivery_id, None)
+        self.attempts.pop(delivery_id, None)
+        self.leases.pop(delivery_id, None)
+
+    async def endpoints_by_id(self, endpoint_ids: Collection[str]) -> dict[str, Endpoint]:
+        return {i: self.endpoints[i] for i in endpoint_ids if i in self.endpoints}
+
+    # events ------------------------------------------------------------------------------------
+    async def publish(self, events: Sequence[Event]) -> list[PublishResult]:
+        results = []
+        for event in events:
+            if event.idempotency_key is not None:
+                first = next(
+                    (
+                        e
+                        for e in self.events.values()
+                        if e.tenant_id == event.tenant_id
+                        and e.idempotency_key == event.idempotency_key
+                    ),
+                    None,
+                )
+                if first is not None:
+                    count = sum(1 for d in self.deliveries.values() if d.event_id == first.id)
+                    results.append(PublishResult(first, count, True))
+                    continue
+            self.events[event.id] = event
+            count = 0
+            for endpoint in self.endpoints.values():
+                if endpoint.tenant_id != event.tenant_id:
+                    continue
+                if not PatternSet(endpoint.event_types).matches(event.type):
+                    continue
+                active = endpoint.status is EndpointStatus.ACTIVE
+                delivery = Delivery(
+                    id=ids.new_id(ids.DELIVERY, now=event.created_at),
+                    tenant_id=event.tenant_id,
+                    event_id=event.id,
+                    endpoint_id=endpoint.id,
+                    event_type=event.type,
+                    status=DeliveryStatus.PENDING if active else DeliveryStatus.PARKED,
+                    attempts=0,
+                    total_attempts=0,
+                    next_attempt_at=event.created_at,
+                    created_at=event.created_at,
+                    updated_at=event.created_at,
+                )
+                self.deliveries[delivery.id] = delivery
+                count += 1
+            results.append(PublishResult(event, count))
+        return results
+
+    async def get_event(self, tenant_id: str | None, event_id: str) -> Event | None:
+        event = self.events.get(event_id)
+        if event is None or not self._visible(tenant_id, event.tenant_id):
+            return None
+        return event
+
+    # the worker's side -------------------------------------------------------------------------
+    async def claim(
+        self, *, worker_id: str, limit: int, now: float, lease_seconds: float
+    ) -> list[ClaimedDelivery]:
+        due = sorted(
+            (
+                d
+                for d in self.deliveries.values()
+                if d.status in _CLAIMABLE
+                and d.next_attempt_at is not None
+                and d.next_attempt_at <= now
+            ),
+            key=lambda d: (d.next_attempt_at, d.id),
+        )[:limit]
+        claimed = []
+        for d in due:
+            self.deliveries[d.id] = dataclasses.replace(
+                d, status=DeliveryStatus.SENDING, next_attempt_at=now + lease_seconds,
+                updated_at=now,
+            )
+            self.leases[d.id] = worker_id
+            event = self.events[d.event_id]
+            claimed.append(
+                ClaimedDelivery(
+                    id=d.id,
+                    endpoint_id=d.endpoint_id,
+                    event_id=d.event_id,
+                    event_type=d.event_type,
+                    attempts=d.attempts,
+                    total_attempts=d.total_attempts,
+                    body=codec.wire_body(event.type, event.occurred_at, event.payload),
+                )
+            )
+        return claimed
+
+    async def record(self, *, worker_id: str, results: Sequence[AttemptResult], now: float) -> None:
+        for result in results:
+            attempt = result.attempt
+            delivery = self.deliveries.get(attempt.delivery_id)
+            if delivery is None:
+                continue
+            self.attempts.setdefault(delivery.id, []).append(attempt)
+            if (
+                self.leases.get(delivery.id) != worker_id
+                or delivery.status is not DeliveryStatus.SENDING
+            ):
+                continue
+            status = result.status
+            endpoint = self.endpoints.get(delivery.endpoint_id)
+            if status is DeliveryStatus.PENDING and (
+                endpoint is None or endpoint.status is not EndpointStatus.ACTIVE
+            ):
+                status = DeliveryStatus.PARKED
+            self.leases.pop(delivery.id, None)
+            self.deliveries[delivery.id] = dataclasses.replace(
+                delivery,
+                status=status,
+                next_attempt_at=result.next_attempt_at,
+                attempts=delivery.attempts + 1,
+                total_attempts=delivery.total_attempts + 1,
+                last_status_code=attempt.status_code,
+                last_error=attempt.error,
+                updated_at=now,
+            )
+        for result in results:
+            reason = result.disable_endpoint_reason
+            endpoint = self.endpoints.get(result.attempt.endpoint_id)
+            if reason is None or endpoint is None or endpoint.status is EndpointStatus.DISABLED:
+                continue
+            self.endpoints[endpoint.id] = dataclasses.replace(
+                endpoint, status=EndpointStatus.DISABLED, status_reason=reason, updated_at=now
+            )
+            self._status_changed(endpoint.id, endpoint.status, EndpointStatus.DISABLED, now)
+
+    async def release(self, *, worker_id: str, delivery_ids: Sequence[str], now: float) -> int:
+        released = 0
+        for delivery_id in delivery_ids:
+            delivery = self.deliveries.get(delivery_id)
+            if (
+                delivery is None
+                or delivery.status is not DeliveryStatus.SENDING
+                or self.leases.get(delivery_id) != worker_id
+            ):
+                continue
+            self._unlease(delivery, now)
+            released += 1
+        return released
+
+    def _unlease(self, delivery: Delivery, now: float) -> None:
+        endpoint = self.endpoints.get(delivery.endpoint_id)
+        active = endpoint is not None and endpoint.status is EndpointStatus.ACTIVE
+        self.leases.pop(delivery.id, None)
+        self.deliveries[delivery.id] = dataclasses.replace(
+            delivery,
+            status=DeliveryStatus.PENDING if active else DeliveryStatus.PARKED,
+            next_attempt_at=now,
+            updated_at=now,
+        )
+
+    async def recover(self, *, now: float) -> int:
+        sending = [d for d in self.deliveries.values() if d.status is DeliveryStatus.SENDING]
+        for delivery in sending:
+            self.leases.pop(delivery.id, None)
+            self.deliveries[delivery.id] = dataclasses.replace(
+                delivery, status=DeliveryStatus.PENDING, next_attempt_at=now, updated_at=now
+            )
+        return len(sending)
+
+    async def next_due_at(self) -> float | None:
+        times = [
+            d.next_attempt_at
+            for d in self.deliveries.values()
+            if d.status in _CLAIMABLE and d.next_attempt_at is not None
+        ]
+        return min(times, default=None)
+
+    # deliveries, attempts, dead letters --------------------------------------------------------
+    def _matching(
+        self, tenant_id: str | None, f: DeliveryFilter, delivery_ids: Sequence[str] | None = None
+    ) -> list[Delivery]:
+        wanted = None if delivery_ids is None else set(delivery_ids)
+        statuses = {DeliveryStatus(s) for s in f.statuses}
+        return [
+            d
+            for d in self.deliveries.values()
+            if self._visible(tenant_id, d.tenant_id)
+            and (wanted is None or d.id in wanted)
+            and (not statuses or d.status in statuses)
+            and (f.endpoint_id is None or d.endpoint_id == f.endpoint_id)
+            and (f.event_id is None or d.event_id == f.event_id)
+            and (f.event_type is None or d.event_type == f.event_type)
+            and (f.created_after is None or d.created_at >= f.created_after)
+            and (f.created_before is None or d.created_at < f.created_before)
+            and (f.updated_before is None or d.updated_at < f.updated_before)
+        ]
+
+    async def list_deliveries(
+        self,
+        tenant_id: str | None,
+        filter: DeliveryFilter,
+        *,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[Delivery]:
+        return _page(self._matching(tenant_id, filter), limit, cursor)
+
+    async def get_delivery(self, tenant_id: str | None, delivery_id: str) -> Delivery | None:
+        delivery = self.deliveries.get(delivery_id)
+        if delivery is None or not self._visible(tenant_id, delivery.tenant_id):
+            return None
+        return delivery
+
+    async def list_attempts(self, tenant_id: str | None, delivery_id: str) -> list[Attempt]:
+        if await self.get_delivery(tenant_id, delivery_id) is None:
+            return []
+        return sorted(self.attempts.get(delivery_id, []), key=lambda a: a.number)
+
+    async def requeue(
+        self,
+        tenant_id: str | None,
+        filter: DeliveryFilter,
+        *,
+        delivery_ids: Sequence[str] | None = None,
+        now: float,
+        limit: int | None = None,
+    ) -> int:
+        chosen = sorted(
+            (
+                d
+                for d in self._matching(tenant_id, filter, delivery_ids)
+                if d.status is not DeliveryStatus.SENDING
+            ),
+            key=lambda d: d.id,
+        )
+        if limit is not None:
+            chosen = chosen[:limit]
+        for delivery in chosen:
+            self._unlease(dataclasses.replace(delivery, attempts=0), now)
+        return len(chosen)
+
+    async def purge(self, tenant_id: str | None, filter: DeliveryFilter) -> int:
+        chosen = [
+            d for d in self._matching(tenant_id, filter) if d.status is not DeliveryStatus.SENDING
+        ]
+        for delivery in chosen:
+            self._drop_delivery(delivery.id)
+        return len(chosen)
+
+
+def _page(items: Sequence[T], limit: int, cursor: str | None) -> Page[T]:
+    ordered = sorted(items, key=lambda item: getattr(item, "id", ""), reverse=True)
+    if cursor is not None:
+        ordered = [item for item in ordered if getattr(item, "id", "") < cursor]
+    if len(ordered) > limit:
+        page = ordered[:limit]
+        return Page(page, getattr(page[-1], "id", None))
+    return Page(ordered, None)

@@ -1,0 +1,215 @@
+-- Named queries of the SQLite adapter. Parameters are named (:name).
+
+-- name: get_meta
+SELECT value FROM meta WHERE key = :key;
+
+-- name: put_meta
+INSERT INTO meta (key, value) VALUES (:key, :value)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: insert_api_key
+INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, created_at, revoked_at)
+VALUES (:id, :tenant_id, :name, :prefix, :key_hash, :created_at, :revoked_at);
+
+-- name: find_api_key
+SELECT id, prefix, key_hash, tenant_id, name, created_at, revoked_at
+FROM api_keys WHERE key_hash = :key_hash;
+
+-- name: list_api_keys
+SELECT id, prefix, key_hash, tenant_id, name, created_at, revoked_at
+FROM api_keys
+WHERE (:tenant_id IS NULL OR tenant_id = :tenant_id)
+ORDER BY id;
+
+-- name: insert_endpoint
+INSERT INTO endpoints (id, tenant_id, url, name, description, event_types, secrets, headers,
+                       timeout, retry_policy, status, status_reason, metadata, created_at,
+                       updated_at)
+VALUES (:id, :tenant_id, :url, :name, :description, :event_types, :secrets, :headers,
+        :timeout, :retry_policy, :status, :status_reason, :metadata, :created_at, :updated_at);
+
+-- name: update_endpoint
+UPDATE endpoints
+SET url = :url, name = :name, description = :description, event_types = :event_types,
+    secrets = :secrets, headers = :headers, timeout = :timeout, retry_policy = :retry_policy,
+    status = :status, status_reason = :status_reason, metadata = :metadata,
+    updated_at = :updated_at
+WHERE id = :id AND tenant_id = :tenant_id;
+
+-- name: existing_deliveries
+SELECT id FROM deliveries WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: endpoint_tenant
+SELECT tenant_id FROM endpoints WHERE id = :id;
+
+-- name: endpoint_status
+SELECT status FROM endpoints WHERE id = :id;
+
+-- name: get_endpoint
+SELECT * FROM endpoints
+WHERE id = :id AND (:tenant_id IS NULL OR tenant_id = :tenant_id);
+
+-- name: list_endpoints
+SELECT * FROM endpoints
+WHERE (:tenant_id IS NULL OR tenant_id = :tenant_id)
+  AND (:cursor IS NULL OR id < :cursor)
+ORDER BY id DESC
+LIMIT :limit;
+
+-- name: endpoints_by_ids
+SELECT * FROM endpoints WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: fanout_targets
+SELECT id, event_types, status FROM endpoints WHERE tenant_id = :tenant_id;
+
+-- name: delete_endpoint
+DELETE FROM endpoints
+WHERE id = :id AND (:tenant_id IS NULL OR tenant_id = :tenant_id);
+
+-- name: park_endpoint_deliveries
+UPDATE deliveries SET status = 'parked', updated_at = :now
+WHERE endpoint_id = :endpoint_id AND status = 'pending';
+
+-- name: resume_endpoint_deliveries
+UPDATE deliveries SET status = 'pending', next_attempt_at = :now, updated_at = :now
+WHERE endpoint_id = :endpoint_id AND status = 'parked';
+
+-- name: disable_endpoint
+UPDATE endpoints SET status = 'disabled', status_reason = :reason, updated_at = :now
+WHERE id = :id AND status != 'disabled';
+
+-- name: find_idempotent_event
+SELECT * FROM events WHERE tenant_id = :tenant_id AND idempotency_key = :key;
+
+-- name: count_event_deliveries
+SELECT count(*) FROM deliveries WHERE event_id = :event_id;
+
+-- name: insert_event
+INSERT INTO events (id, tenant_id, type, payload, occurred_at, created_at, idempotency_key)
+VALUES (:id, :tenant_id, :type, :payload, :occurred_at, :created_at, :idempotency_key);
+
+-- name: insert_delivery
+INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, event_type, status, priority,
+                        next_attempt_at, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?);
+
+-- name: get_event
+SELECT * FROM events
+WHERE id = :id AND (:tenant_id IS NULL OR tenant_id = :tenant_id);
+
+-- name: events_for_bodies
+SELECT id, type, payload, occurred_at FROM events
+WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: claim_due
+UPDATE deliveries
+SET status = 'sending', lease_owner = :worker_id, next_attempt_at = :lease_until,
+    updated_at = :now
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE status IN ('pending', 'sending') AND next_attempt_at <= :now
+    ORDER BY next_attempt_at
+    LIMIT :limit
+)
+RETURNING id, endpoint_id, event_id, event_type, attempts, total_attempts;
+
+-- name: insert_attempt
+INSERT INTO attempts (id, delivery_id, endpoint_id, number, started_at, duration_ms, outcome,
+                      status_code, error, request_headers, response_headers, response_body)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: complete_delivery
+-- A retry for an endpoint that is no longer active is parked instead.
+UPDATE deliveries
+SET status = CASE
+        WHEN ?1 = 'pending'
+             AND (SELECT status FROM endpoints WHERE endpoints.id = deliveries.endpoint_id)
+                 != 'active'
+        THEN 'parked' ELSE ?1 END,
+    next_attempt_at = ?2,
+    attempts = attempts + 1,
+    total_attempts = total_attempts + 1,
+    last_status_code = ?3,
+    last_error = ?4,
+    lease_owner = NULL,
+    updated_at = ?5
+WHERE id = ?6 AND lease_owner = ?7 AND status = 'sending';
+
+-- name: release_leases
+UPDATE deliveries
+SET status = CASE
+        WHEN (SELECT status FROM endpoints WHERE endpoints.id = deliveries.endpoint_id)
+             = 'active'
+        THEN 'pending' ELSE 'parked' END,
+    lease_owner = NULL, next_attempt_at = :now, updated_at = :now
+WHERE lease_owner = :worker_id AND status = 'sending'
+  AND id IN (SELECT value FROM json_each(:ids));
+
+-- name: recover_all_leases
+UPDATE deliveries
+SET status = 'pending', lease_owner = NULL, next_attempt_at = :now, updated_at = :now
+WHERE status = 'sending';
+
+-- name: next_due_at
+SELECT min(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'sending');
+
+-- name: list_deliveries
+SELECT * FROM deliveries
+WHERE (:tenant_id IS NULL OR tenant_id = :tenant_id)
+  AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:endpoint_id IS NULL OR endpoint_id = :endpoint_id)
+  AND (:event_id IS NULL OR event_id = :event_id)
+  AND (:event_type IS NULL OR event_type = :event_type)
+  AND (:created_after IS NULL OR created_at >= :created_after)
+  AND (:created_before IS NULL OR created_at < :created_before)
+  AND (:updated_before IS NULL OR updated_at < :updated_before)
+  AND (:cursor IS NULL OR id < :cursor)
+ORDER BY id DESC
+LIMIT :limit;
+
+-- name: get_delivery
+SELECT * FROM deliveries
+WHERE id = :id AND (:tenant_id IS NULL OR tenant_id = :tenant_id);
+
+-- name: list_attempts
+SELECT a.* FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+WHERE a.delivery_id = :delivery_id AND (:tenant_id IS NULL OR d.tenant_id = :tenant_id)
+ORDER BY a.number;
+
+-- name: requeue
+UPDATE deliveries
+SET status = CASE
+        WHEN (SELECT status FROM endpoints WHERE endpoints.id = deliveries.endpoint_id)
+             = 'active'
+        THEN 'pending' ELSE 'parked' END,
+    attempts = 0, next_attempt_at = :now, lease_owner = NULL, updated_at = :now
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE (:tenant_id IS NULL OR tenant_id = :tenant_id)
+      AND status != 'sending'
+      AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
+      AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+      AND (:endpoint_id IS NULL OR endpoint_id = :endpoint_id)
+      AND (:event_id IS NULL OR event_id = :event_id)
+      AND (:event_type IS NULL OR event_type = :event_type)
+      AND (:created_after IS NULL OR created_at >= :created_after)
+      AND (:created_before IS NULL OR created_at < :created_before)
+      AND (:updated_before IS NULL OR updated_at < :updated_before)
+    ORDER BY id
+    LIMIT :limit
+);
+
+-- name: purge
+DELETE FROM deliveries
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE (:tenant_id IS NULL OR tenant_id = :tenant_id)
+      AND status != 'sending'
+      AND (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+      AND (:endpoint_id IS NULL OR endpoint_id = :endpoint_id)
+      AND (:event_id IS NULL OR event_id = :event_id)
+      AND (:event_type IS NULL OR event_type = :event_type)
+      AND (:created_after IS NULL OR created_at >= :created_after)
+      AND (:created_before IS NULL OR created_at < :created_before)
+      AND (:updated_before IS NULL OR updated_at < :updated_before)
+);

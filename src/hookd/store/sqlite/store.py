@@ -1,0 +1,546 @@
+"""`SqliteStore`: the storage port on one SQLite file.
+
+- WAL journal, `synchronous=FULL` by default: a commit is on disk before the caller hears of it.
+- Writes (publish, claim, record, …) go through one writer thread with group commit (writer.py).
+- Reads run on a small pool of read-only connections, concurrently with the writer.
+- One process owns a database file at a time (an advisory lock on `<file>.lock`); that is what
+  lets `recover` free every lease at start-up instead of waiting for them to expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import orjson
+
+from hookd.crypto import SecretBox
+from hookd.domain import errors, ids
+from hookd.domain.models import (
+    Attempt,
+    AttemptResult,
+    ClaimedDelivery,
+    Delivery,
+    Endpoint,
+    EndpointStatus,
+    Event,
+    PublishResult,
+)
+from hookd.policy.patterns import PatternSet
+from hookd.store import codec
+from hookd.store.port import ApiKey, DeliveryFilter, Page
+from hookd.store.sql import load_migrations, load_queries
+from hookd.store.sqlite.writer import Writer
+
+T = TypeVar("T")
+
+Q = load_queries("hookd.store.sqlite", "queries.sql")
+
+_KEY_CHECK = "secret_key_check"
+
+#: One fan-out target: endpoint id, its compiled patterns, whether it is active.
+_Target = tuple[str, PatternSet, bool]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply pending migrations; returns the schema version. Each migration is one transaction."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+        "name TEXT NOT NULL, applied_at REAL NOT NULL) STRICT"
+    )
+    applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    version = max(applied, default=0)
+    for number, name, script in load_migrations("hookd.store.sqlite.migrations"):
+        if number in applied:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split_script(script):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (number, name, time.time()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.rollback()
+            raise
+        version = number
+    return version
+
+
+def _split_script(script: str) -> list[str]:
+    """Statements of a migration script (no statement in our scripts contains a semicolon)."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+class SqliteStore:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        box: SecretBox,
+        *,
+        synchronous: str = "FULL",
+        readers: int = 4,
+        exclusive: bool = True,
+    ) -> None:
+        if synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
+            raise errors.ConfigError("sqlite synchronous must be FULL, NORMAL or EXTRA")
+        self.path = Path(path)
+        self._box = box
+        self._synchronous = synchronous.upper()
+        self._exclusive = exclusive
+        self._writer = Writer(self._connect_writer)
+        self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="hookd-sqlite-r")
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self._lock_file: IO[str] | None = None
+        # fan-out targets per tenant; touched only on the writer thread
+        self._targets: dict[str, list[_Target]] = {}
+        # the worker's endpoint cache; touched only on the event loop
+        self._endpoints: dict[str, Endpoint] = {}
+        self._endpoints_generation = 0
+        self._open = False
+
+    # lifecycle ---------------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._open:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._exclusive:
+            self._take_lock()
+        try:
+            self._writer.start()
+            await self._write(self._check_key)
+        except sqlite3.Error as exc:
+            self._release_lock()
+            raise errors.StoreError(f"cannot open {self.path}: {exc}") from exc
+        except BaseException:
+            self._writer.stop()
+            self._release_lock()
+            raise
+        self._open = True
+
+    async def close(self) -> None:
+        if not self._open:
+            return
+        self._open = False
+        await asyncio.to_thread(self._writer.stop)
+        self._readers.shutdown(wait=True)
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+        self._release_lock()
+
+    async def ping(self) -> None:
+        await self._read(lambda c: c.execute("SELECT 1").fetchone())
+
+    def _take_lock(self) -> None:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        handle = lock_path.open("a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise errors.ConfigError(
+                f"{self.path} is in use by another hookd process; SQLite serves one process "
+                "(use PostgreSQL to run several)"
+            ) from None
+        self._lock_file = handle
+
+    def _release_lock(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def _connect(self, *, readonly: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if readonly:
+            conn.execute("PRAGMA query_only = ON")
+        return conn
+
+    def _connect_writer(self) -> sqlite3.Connection:
+        conn = self._connect(readonly=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        conn.execute("PRAGMA cache_size = -65536")
+        migrate(conn)
+        return conn
+
+    def _check_key(self, conn: sqlite3.Connection) -> None:
+        row = conn.execute(Q["get_meta"], {"key": _KEY_CHECK}).fetchone()
+        if row is None:
+            conn.execute(Q["put_meta"], {"key": _KEY_CHECK, "value": self._box.check_value()})
+        else:
+            self._box.verify_check_value(row[0])
+
+    # plumbing ----------------------------------------------------------------------------------
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self._writer.submit(fn)
+        except sqlite3.Error as exc:
+            raise errors.StoreError(f"sqlite write failed: {exc}") from exc
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect(readonly=True)
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._readers, lambda: fn(self._reader()))
+        except sqlite3.Error as exc:
+            raise errors.StoreError(f"sqlite read failed: {exc}") from exc
+
+    def _endpoints_changed(self, endpoint_id: str, tenant_id: str) -> None:
+        """Called on the writer thread inside a transaction that changed an endpoint."""
+        self._targets.pop(tenant_id, None)
+
+    def _forget_endpoint(self, endpoint_id: str) -> None:
+        self._endpoints.pop(endpoint_id, None)
+        self._endpoints_generation += 1
+
+    # API keys ----------------------------------------------------------------------------------
+    async def add_api_key(self, key: ApiKey) -> None:
+        params = {
+            "id": key.id,
+            "tenant_id": key.tenant_id,
+            "name": key.name,
+            "prefix": key.prefix,
+            "key_hash": key.key_hash,
+            "created_at": key.created_at,
+            "revoked_at": key.revoked_at,
+        }
+        await self._write(lambda c: c.execute(Q["insert_api_key"], params))
+
+    async def find_api_key(self, key_hash: str) -> ApiKey | None:
+        row = await self._read(
+            lambda c: c.execute(Q["find_api_key"], {"key_hash": key_hash}).fetchone()
+        )
+        return None if row is None else ApiKey(**dict(row))
+
+    async def list_api_keys(self, tenant_id: str | None) -> list[ApiKey]:
+        rows = await self._read(
+            lambda c: c.execute(Q["list_api_keys"], {"tenant_id": tenant_id}).fetchall()
+        )
+        return [ApiKey(**dict(row)) for row in rows]
+
+    # endpoints ---------------------------------------------------------------------------------
+    async def create_endpoint(self, endpoint: Endpoint) -> None:
+        row = codec.endpoint_to_row(endpoint, self._box)
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(Q["insert_endpoint"], row)
+            self._endpoints_changed(endpoint.id, endpoint.tenant_id)
+
+        await self._write(run)
+        self._forget_endpoint(endpoint.id)
+
+    async def update_endpoint(self, endpoint: Endpoint) -> None:
+        row = codec.endpoint_to_row(endpoint, self._box)
+
+        def run(conn: sqlite3.Connection) -> None:
+            before = conn.execute(Q["endpoint_status"], {"id": endpoint.id}).fetchone()
+            if before is None or conn.execute(Q["update_endpoint"], row).rowcount == 0:
+                raise errors.NotFound("endpoint", endpoint.id)
+            self._apply_status_change(
+                conn, endpoint.id, before[0], endpoint.status.value, endpoint.updated_at
+            )
+            self._endpoints_changed(endpoint.id, endpoint.tenant_id)
+
+        await self._write(run)
+        self._forget_endpoint(endpoint.id)
+
+    @staticmethod
+    def _apply_status_change(
+        conn: sqlite3.Connection, endpoint_id: str, before: str, after: str, now: float
+    ) -> None:
+        active = EndpointStatus.ACTIVE.value
+        if before == active and after != active:
+            conn.execute(Q["park_endpoint_deliveries"], {"endpoint_id": endpoint_id, "now": now})
+        elif before != active and after == active:
+            conn.execute(Q["resume_endpoint_deliveries"], {"endpoint_id": endpoint_id, "now": now})
+
+    async def get_endpoint(self, tenant_id: str | None, endpoint_id: str) -> Endpoint | None:
+        row = await self._read(
+            lambda c: c.execute(
+                Q["get_endpoint"], {"id": endpoint_id, "tenant_id": tenant_id}
+            ).fetchone()
+        )
+        return None if row is None else codec.endpoint_from_row(row, self._box)
+
+    async def list_endpoints(
+        self, tenant_id: str | None, *, limit: int, cursor: str | None = None
+    ) -> Page[Endpoint]:
+        params = {"tenant_id": tenant_id, "cursor": cursor, "limit": limit + 1}
+        rows = await self._read(lambda c: c.execute(Q["list_endpoints"], params).fetchall())
+        items = [codec.endpoint_from_row(r, self._box) for r in rows]
+        return _page(items, limit)
+
+    async def delete_endpoint(self, tenant_id: str | None, endpoint_id: str) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                Q["get_endpoint"], {"id": endpoint_id, "tenant_id": tenant_id}
+            ).fetchone()
+            if row is None:
+                return False
+            conn.execute(Q["delete_endpoint"], {"id": endpoint_id, "tenant_id": tenant_id})
+            self._endpoints_changed(endpoint_id, row["tenant_id"])
+            return True
+
+        deleted = await self._write(run)
+        self._forget_endpoint(endpoint_id)
+        return deleted
+
+    async def endpoints_by_id(self, endpoint_ids: Collection[str]) -> dict[str, Endpoint]:
+        found = {i: self._endpoints[i] for i in endpoint_ids if i in self._endpoints}
+        missing = [i for i in endpoint_ids if i not in found]
+        if missing:
+            generation = self._endpoints_generation
+            params = {"ids": codec.dumps(missing)}
+            rows = await self._read(lambda c: c.execute(Q["endpoints_by_ids"], params).fetchall())
+            loaded = {r["id"]: codec.endpoint_from_row(r, self._box) for r in rows}
+            if generation == self._endpoints_generation:
+                self._endpoints.update(loaded)
+            found.update(loaded)
+        return found
+
+    # events ------------------------------------------------------------------------------------
+    def _fanout_targets(self, conn: sqlite3.Connection, tenant_id: str) -> list[_Target]:
+        targets = self._targets.get(tenant_id)
+        if targets is None:
+            rows = conn.execute(Q["fanout_targets"], {"tenant_id": tenant_id}).fetchall()
+            targets = [
+                (r["id"], PatternSet(orjson.loads(r["event_types"])), r["status"] == "active")
+                for r in rows
+            ]
+            self._targets[tenant_id] = targets
+        return targets
+
+    async def publish(self, events: Sequence[Event]) -> list[PublishResult]:
+        def run(conn: sqlite3.Connection) -> list[PublishResult]:
+            results = []
+            for event in events:
+                if event.idempotency_key is not None:
+                    row = conn.execute(
+                        Q["find_idempotent_event"],
+                        {"tenant_id": event.tenant_id, "key": event.idempotency_key},
+                    ).fetchone()
+                    if row is not None:
+                        count = conn.execute(
+                            Q["count_event_deliveries"], {"event_id": row["id"]}
+                        ).fetchone()[0]
+                        results.append(PublishResult(codec.event_from_row(row), count, True))
+                        continue
+                conn.execute(
+                    Q["insert_event"],
+                    {
+                        "id": event.id,
+                        "tenant_id": event.tenant_id,
+                        "type": event.type,
+                        "payload": event.payload,
+                        "occurred_at": event.occurred_at,
+                        "created_at": event.created_at,
+                        "idempotency_key": event.idempotency_key,
+                    },
+                )
+                now = event.created_at
+                rows = [
+                    (
+                        ids.new_id(ids.DELIVERY, now=now),
+                        event.tenant_id,
+                        event.id,
+                        endpoint_id,
+                        event.type,
+                        "pending" if active else "parked",
+                        now,
+                        now,
+                        now,
+                    )
+                    for endpoint_id, patterns, active in self._fanout_targets(conn, event.tenant_id)
+                    if patterns.matches(event.type)
+                ]
+                conn.executemany(Q["insert_delivery"], rows)
+                results.append(PublishResult(event, len(rows)))
+            return results
+
+        return await self._write(run)
+
+    async def get_event(self, tenant_id: str | None, event_id: str) -> Event | None:
+        row = await self._read(
+            lambda c: c.execute(Q["get_event"], {"id": event_id, "tenant_id": tenant_id}).fetchone()
+        )
+        return None if row is None else codec.event_from_row(row)
+
+    # the worker's side -------------------------------------------------------------------------
+    async def claim(
+        self, *, worker_id: str, limit: int, now: float, lease_seconds: float
+    ) -> list[ClaimedDelivery]:
+        params = {
+            "worker_id": worker_id,
+            "lease_until": now + lease_seconds,
+            "now": now,
+            "limit": limit,
+        }
+
+        def run(conn: sqlite3.Connection) -> list[ClaimedDelivery]:
+            rows = conn.execute(Q["claim_due"], params).fetchall()
+            if not rows:
+                return []
+            event_ids = list({r["event_id"] for r in rows})
+            bodies = {
+                e["id"]: codec.wire_body(e["type"], e["occurred_at"], e["payload"])
+                for e in conn.execute(Q["events_for_bodies"], {"ids": codec.dumps(event_ids)})
+            }
+            return [
+                ClaimedDelivery(
+                    id=r["id"],
+                    endpoint_id=r["endpoint_id"],
+                    event_id=r["event_id"],
+                    event_type=r["event_type"],
+                    attempts=r["attempts"],
+                    total_attempts=r["total_attempts"],
+                    body=bodies[r["event_id"]],
+                )
+                for r in rows
+            ]
+
+        return await self._write(run)
+
+    async def record(self, *, worker_id: str, results: Sequence[AttemptResult], now: float) -> None:
+        attempts = [codec.attempt_to_params(r.attempt) for r in results]
+        updates = [
+            (
+                r.status.value,
+                r.next_attempt_at,
+                r.attempt.status_code,
+                r.attempt.error,
+                now,
+                r.attempt.delivery_id,
+                worker_id,
+            )
+            for r in results
+        ]
+        disables = [
+            (r.attempt.endpoint_id, r.disable_endpoint_reason)
+            for r in results
+            if r.disable_endpoint_reason is not None
+        ]
+
+        def run(conn: sqlite3.Connection) -> None:
+            # Attempts whose delivery was deleted meanwhile are dropped with it.
+            ids_json = codec.dumps([a[1] for a in attempts])
+            live = {row[0] for row in conn.execute(Q["existing_deliveries"], {"ids": ids_json})}
+            conn.executemany(Q["insert_attempt"], [a for a in attempts if a[1] in live])
+            conn.executemany(Q["complete_delivery"], updates)
+            for endpoint_id, reason in disables:
+                changed = conn.execute(
+                    Q["disable_endpoint"], {"id": endpoint_id, "reason": reason, "now": now}
+                ).rowcount
+                if changed:
+                    conn.execute(
+                        Q["park_endpoint_deliveries"], {"endpoint_id": endpoint_id, "now": now}
+                    )
+                    tenant = conn.execute(Q["endpoint_tenant"], {"id": endpoint_id}).fetchone()
+                    if tenant is not None:
+                        self._endpoints_changed(endpoint_id, tenant[0])
+
+        await self._write(run)
+        for endpoint_id, _ in disables:
+            self._forget_endpoint(endpoint_id)
+
+    async def release(self, *, worker_id: str, delivery_ids: Sequence[str], now: float) -> int:
+        params = {"worker_id": worker_id, "ids": codec.dumps(list(delivery_ids)), "now": now}
+        return await self._write(lambda c: c.execute(Q["release_leases"], params).rowcount)
+
+    async def recover(self, *, now: float) -> int:
+        if not self._exclusive:
+            return 0  # another process may hold these leases: let them expire instead
+        return await self._write(
+            lambda c: c.execute(Q["recover_all_leases"], {"now": now}).rowcount
+        )
+
+    async def next_due_at(self) -> float | None:
+        row = await self._read(lambda c: c.execute(Q["next_due_at"]).fetchone())
+        return None if row is None else row[0]
+
+    # deliveries, attempts, dead letters --------------------------------------------------------
+    async def list_deliveries(
+        self,
+        tenant_id: str | None,
+        filter: DeliveryFilter,
+        *,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[Delivery]:
+        params = {
+            "tenant_id": tenant_id,
+            "cursor": cursor,
+            "limit": limit + 1,
+            **codec.filter_params(filter),
+        }
+        rows = await self._read(lambda c: c.execute(Q["list_deliveries"], params).fetchall())
+        return _page([codec.delivery_from_row(r) for r in rows], limit)
+
+    async def get_delivery(self, tenant_id: str | None, delivery_id: str) -> Delivery | None:
+        params = {"id": delivery_id, "tenant_id": tenant_id}
+        row = await self._read(lambda c: c.execute(Q["get_delivery"], params).fetchone())
+        return None if row is None else codec.delivery_from_row(row)
+
+    async def list_attempts(self, tenant_id: str | None, delivery_id: str) -> list[Attempt]:
+        params = {"delivery_id": delivery_id, "tenant_id": tenant_id}
+        rows = await self._read(lambda c: c.execute(Q["list_attempts"], params).fetchall())
+        return [codec.attempt_from_row(r) for r in rows]
+
+    async def requeue(
+        self,
+        tenant_id: str | None,
+        filter: DeliveryFilter,
+        *,
+        delivery_ids: Sequence[str] | None = None,
+        now: float,
+        limit: int | None = None,
+    ) -> int:
+        params: dict[str, Any] = {
+            "tenant_id": tenant_id,
+            "ids": None if delivery_ids is None else codec.dumps(list(delivery_ids)),
+            "now": now,
+            "limit": -1 if limit is None else limit,
+            **codec.filter_params(filter),
+        }
+        return await self._write(lambda c: c.execute(Q["requeue"], params).rowcount)
+
+    async def purge(self, tenant_id: str | None, filter: DeliveryFilter) -> int:
+        params = {"tenant_id": tenant_id, **codec.filter_params(filter)}
+        return await self._write(lambda c: c.execute(Q["purge"], params).rowcount)
+
+
+def _page(items: list[T], limit: int) -> Page[T]:
+    if len(items) > limit:
+        items = items[:limit]
+        last = items[-1]
+        return Page(items, getattr(last, "id", None))
+    return Page(items, None)

@@ -1,0 +1,98 @@
+-- index attempts_by_delivery
+CREATE INDEX attempts_by_delivery ON attempts (delivery_id, number);
+-- index deliveries_by_endpoint
+CREATE INDEX deliveries_by_endpoint ON deliveries (endpoint_id, status);
+-- index deliveries_by_event
+CREATE INDEX deliveries_by_event ON deliveries (event_id);
+-- index deliveries_by_status
+CREATE INDEX deliveries_by_status ON deliveries (status, id);
+-- index deliveries_by_tenant
+CREATE INDEX deliveries_by_tenant ON deliveries (tenant_id, id);
+-- index deliveries_due
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at)
+    WHERE status IN ('pending', 'sending');
+-- index endpoints_by_tenant
+CREATE INDEX endpoints_by_tenant ON endpoints (tenant_id, id);
+-- index events_by_idempotency_key
+CREATE UNIQUE INDEX events_by_idempotency_key ON events (tenant_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+-- index events_by_tenant
+CREATE INDEX events_by_tenant ON events (tenant_id, id);
+-- table api_keys
+CREATE TABLE api_keys (
+    id          TEXT PRIMARY KEY,
+    tenant_id   TEXT,                       
+    name        TEXT,
+    prefix      TEXT NOT NULL,
+    key_hash    TEXT NOT NULL UNIQUE,
+    created_at  REAL NOT NULL,
+    revoked_at  REAL
+) STRICT;
+-- table attempts
+CREATE TABLE attempts (
+    id               TEXT PRIMARY KEY,
+    delivery_id      TEXT NOT NULL REFERENCES deliveries (id) ON DELETE CASCADE,
+    endpoint_id      TEXT NOT NULL,
+    number           INTEGER NOT NULL,
+    started_at       REAL NOT NULL,
+    duration_ms      REAL NOT NULL,
+    outcome          TEXT NOT NULL,
+    status_code      INTEGER,
+    error            TEXT,
+    request_headers  TEXT NOT NULL,         
+    response_headers TEXT NOT NULL,         
+    response_body    TEXT                   
+) STRICT;
+-- table deliveries
+CREATE TABLE deliveries (
+    id               TEXT PRIMARY KEY,
+    tenant_id        TEXT NOT NULL,
+    event_id         TEXT NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    endpoint_id      TEXT NOT NULL REFERENCES endpoints (id) ON DELETE CASCADE,
+    event_type       TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    priority         INTEGER NOT NULL DEFAULT 0,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    total_attempts   INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  REAL,                  
+    lease_owner      TEXT,
+    last_status_code INTEGER,
+    last_error       TEXT,
+    created_at       REAL NOT NULL,
+    updated_at       REAL NOT NULL
+) STRICT;
+-- table endpoints
+CREATE TABLE endpoints (
+    id            TEXT PRIMARY KEY,
+    tenant_id     TEXT NOT NULL,
+    url           TEXT NOT NULL,
+    name          TEXT,
+    description   TEXT,
+    event_types   TEXT NOT NULL,            
+    secrets       TEXT NOT NULL,            
+    headers       TEXT NOT NULL,            
+    timeout       REAL NOT NULL,
+    retry_policy  TEXT NOT NULL,            
+    status        TEXT NOT NULL,
+    status_reason TEXT,
+    metadata      TEXT NOT NULL,            
+    created_at    REAL NOT NULL,
+    updated_at    REAL NOT NULL
+) STRICT;
+-- table events
+CREATE TABLE events (
+    id              TEXT PRIMARY KEY,
+    tenant_id       TEXT NOT NULL,
+    type            TEXT NOT NULL,
+    payload         BLOB NOT NULL,          
+    occurred_at     REAL NOT NULL,
+    created_at      REAL NOT NULL,
+    idempotency_key TEXT
+) STRICT;
+-- table meta
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+-- table schema_migrations
+CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL) STRICT;

@@ -1,0 +1,271 @@
+"""The engine against real receivers on 127.0.0.1 and a real SQLite database."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+import pytest
+from standardwebhooks.webhooks import Webhook as StandardWebhook
+from support.receiver import Receiver, Reply, always, sequence
+from svix.webhooks import Webhook as SvixWebhook
+
+from hookd.config import Settings
+from hookd.domain.models import DEFAULT_TENANT, DeliveryStatus, EndpointStatus
+from hookd.engine import Engine
+from hookd.policy import signing
+from hookd.store.port import DeliveryFilter
+
+T = DEFAULT_TENANT
+FAST = {"kind": "schedule", "delays": [0, 0.2, 0.2, 0.2], "jitter": 0}
+
+
+async def wait_status(engine: Engine, delivery_filter: DeliveryFilter, count: int,
+                      timeout: float = 10.0) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        page = await engine.list_deliveries(None, delivery_filter, limit=500)
+        if len(page.items) >= count:
+            return page.items
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {len(page.items)} of {count} deliveries in {delivery_filter}")
+        await asyncio.sleep(0.05)
+
+
+def delivered(endpoint_id: str | None = None) -> DeliveryFilter:
+    return DeliveryFilter(statuses=[DeliveryStatus.DELIVERED], endpoint_id=endpoint_id)
+
+
+async def test_delivers_signed_standard_webhooks_body(engine: Engine) -> None:
+    async with Receiver() as receiver:
+        endpoint, secret = await engine.create_endpoint(
+            T, url=receiver.url, event_types=["order.*"], headers={"X-Team": "payments"}
+        )
+        result = await engine.publish(T, "order.filled", {"order": 42, "price": "10.5"})
+        assert result.deliveries == 1
+        await receiver.wait_for(lambda: len(receiver.requests) == 1)
+        request = receiver.requests[0]
+        body = request.json()
+        assert body["type"] == "order.filled"
+        assert body["data"] == {"order": 42, "price": "10.5"}
+        assert body["timestamp"].endswith("Z")
+        assert request.headers["content-type"] == "application/json"
+        assert request.headers["user-agent"].startswith("hookd/")
+        assert request.headers["x-team"] == "payments"
+        assert request.id.startswith("dlv_")
+        # our verifier and both reference verifiers accept the real request
+        signing.verify(secret, request.headers, request.body)
+        assert StandardWebhook(secret).verify(request.body, request.headers)["data"]["order"] == 42
+        SvixWebhook(secret).verify(request.body, request.headers)  # raises when invalid
+        # a tampered body is rejected by the reference verifier too
+        with pytest.raises(Exception, match="(?i)signature"):
+            StandardWebhook(secret).verify(request.body + b" ", request.headers)
+        with pytest.raises(Exception, match="(?i)signature"):
+            SvixWebhook(secret).verify(request.body + b" ", request.headers)
+        await wait_status(engine, delivered(endpoint.id), 1)
+
+
+async def test_fan_out_only_to_matching_endpoints(engine: Engine) -> None:
+    async with Receiver() as a, Receiver() as b, Receiver() as c:
+        await engine.create_endpoint(T, url=a.url, event_types=["order.*"])
+        await engine.create_endpoint(T, url=b.url, event_types=["order.filled"])
+        await engine.create_endpoint(T, url=c.url, event_types=["balance.updated"])
+        assert (await engine.publish(T, "order.filled", {})).deliveries == 2
+        assert (await engine.publish(T, "order.canceled", {})).deliveries == 1
+        assert (await engine.publish(T, "nobody.listens", {})).deliveries == 0
+        await a.wait_for(lambda: len(a.requests) == 2)
+        await b.wait_for(lambda: len(b.requests) == 1)
+        await asyncio.sleep(0.2)
+        assert c.requests == []
+
+
+async def test_500_then_200_is_retried_with_the_same_webhook_id(engine: Engine) -> None:
+    async with Receiver(sequence(500, 503, 200)) as receiver:
+        endpoint, secret = await engine.create_endpoint(
+            T, url=receiver.url, event_types=["*"], retry_policy=FAST
+        )
+        await engine.publish(T, "a.b", {"n": 1})
+        (item,) = await wait_status(engine, delivered(endpoint.id), 1)
+        assert [r.id for r in receiver.requests] == [item.id] * 3
+        # each try is signed afresh for its own timestamp and still verifies
+        for request in receiver.requests:
+            signing.verify(secret, request.headers, request.body)
+        delivery, attempts = await engine.get_delivery(None, item.id)
+        assert [a.status_code for a in attempts] == [500, 503, 200]
+        assert [a.outcome for a in attempts] == ["retry", "retry", "success"]
+        assert [a.number for a in attempts] == [1, 2, 3]
+        assert delivery.total_attempts == 3
+        assert attempts[0].request_headers["webhook-id"] == item.id
+
+
+async def test_400_fails_without_retry(engine: Engine) -> None:
+    async with Receiver(always(400, body=b"bad payload")) as receiver:
+        endpoint, _ = await engine.create_endpoint(
+            T, url=receiver.url, event_types=["*"], retry_policy=FAST
+        )
+        await engine.publish(T, "a.b", {})
+        failed = DeliveryFilter(statuses=[DeliveryStatus.FAILED], endpoint_id=endpoint.id)
+        (item,) = await wait_status(engine, failed, 1)
+        await asyncio.sleep(0.5)  # longer than the whole retry schedule
+        assert len(receiver.requests) == 1
+        _, attempts = await engine.get_delivery(None, item.id)
+        assert attempts[0].status_code == 400
+        assert attempts[0].response_body == "bad payload"
+        # it is a dead letter, and replay sends it again
+        page = await engine.list_deliveries(None, DeliveryFilter(statuses=["failed", "dead"]))
+        assert [d.id for d in page.items] == [item.id]
+
+
+async def test_410_disables_the_endpoint_and_parks_its_deliveries(engine: Engine) -> None:
+    async with Receiver(always(410)) as receiver:
+        endpoint, _ = await engine.create_endpoint(
+            T, url=receiver.url, event_types=["*"], retry_policy=FAST
+        )
+        await engine.publish(T, "a.b", {})
+        parked = DeliveryFilter(statuses=[DeliveryStatus.PARKED], endpoint_id=endpoint.id)
+        await wait_status(engine, parked, 1)
+        current = await engine.get_endpoint(None, endpoint.id)
+        assert current.status is EndpointStatus.DISABLED
+        assert current.status_reason is not None and "410" in current.status_reason
+        # later events are kept, parked, not sent
+        await engine.publish(T, "a.c", {})
+        await wait_status(engine, parked, 2)
+        await asyncio.sleep(0.2)
+        assert len(receiver.requests) == 1
+        # re-enabling resumes every parked delivery
+        receiver.script = always(200)
+        await engine.update_endpoint(None, endpoint.id, status=EndpointStatus.ACTIVE)
+        await wait_status(engine, delivered(endpoint.id), 2)
+
+
+async def test_retry_after_delays_the_retry(engine: Engine) -> None:
+    def script(_r: Any, _n: int, k: int) -> Reply:
+        return Reply(429, headers={"Retry-After": "2"}) if k == 1 else Reply(200)
+
+    async with Receiver(script) as receiver:
+        endpoint, _ = await engine.create_endpoint(
+            T, url=receiver.url, event_types=["*"], retry_policy=FAST
+        )
+        await engine.publish(T, "a.b", {})
+        await wait_status(engine, delivered(endpoint.id), 1, timeout=10)
+        first, second = receiver.requests
+        assert second.at - first.at >= 2.0
+
+
+async def test_dead_receiver_ends_in_dead_letters_and_replay_delivers(engine: Engine) -> None:
+    receiver = Receiver()
+    async with receiver:
+        url = receiver.url
+    # the receiver is gone: connections are refused
+    endpoint, _ = await engine.create_endpoint(T, url=url, event_types=["*"], retry_policy=FAST)
+    await engine.publish(T, "a.b", {"x": 1})
+    dead = DeliveryFilter(statuses=[DeliveryStatus.DEAD], endpoint_id=endpoint.id)
+    (item,) = await wait_status(engine, dead, 1)
+    _, attempts = await engine.get_delivery(None, item.id)
+    assert len(attempts) == 4
+    assert all(a.status_code is None and a.error and a.error.startswith("connection") for a in attempts)
+    # the receiver comes back on the same port; replay delivers it
+    revived = Receiver()
+    revived.port = receiver.port
+    async with revived:
+        assert await engine.replay_dead_letters(None, endpoint_id=endpoint.id) == 1
+        await wait_status(engine, delivered(endpoint.id), 1)
+        assert revived.requests[0].id == item.id
+        assert revived.requests[0].json()["data"] == {"x": 1}
+    delivery, attempts = await engine.get_delivery(None, item.id)
+    assert delivery.total_attempts == 5 and attempts[-1].status_code == 200
+
+
+async def test_timeout_is_retried(settings: Settings) -> None:
+    async with Engine(settings) as engine:
+        async with Receiver(sequence(200)) as receiver:
+            receiver.script = lambda _r, _n, k: Reply(200, delay=2.0 if k == 1 else 0)
+            endpoint, _ = await engine.create_endpoint(
+                T, url=receiver.url, event_types=["*"], timeout=0.3, retry_policy=FAST
+            )
+            await engine.publish(T, "a.b", {})
+            (item,) = await wait_status(engine, delivered(endpoint.id), 1)
+            _, attempts = await engine.get_delivery(None, item.id)
+            assert attempts[0].error is not None and attempts[0].error.startswith("timeout")
+            assert attempts[0].duration_ms < 1500
+
+
+async def test_redirects_are_not_followed(engine: Engine) -> None:
+    async with Receiver() as target, Receiver(
+        always(302, headers={"Location": "http://127.0.0.1:1/"})
+    ) as redirector:
+        target.script = always(200)
+        redirector.script = always(302, headers={"Location": target.url})
+        endpoint, _ = await engine.create_endpoint(T, url=redirector.url, event_types=["*"])
+        await engine.publish(T, "a.b", {})
+        failed = DeliveryFilter(statuses=[DeliveryStatus.FAILED], endpoint_id=endpoint.id)
+        await wait_status(engine, failed, 1)
+        assert target.requests == []
+
+
+async def test_response_excerpt_is_bounded(engine: Engine) -> None:
+    big = b"x" * 100_000
+    async with Receiver(always(200, body=big)) as receiver:
+        endpoint, _ = await engine.create_endpoint(T, url=receiver.url, event_types=["*"])
+        await engine.publish(T, "a.b", {})
+        (item,) = await wait_status(engine, delivered(endpoint.id), 1)
+        _, attempts = await engine.get_delivery(None, item.id)
+        assert attempts[0].response_body == "x" * engine.settings.response_excerpt_bytes
+
+
+async def test_private_addresses_are_refused_unless_allowed(settings: Settings) -> None:
+    async with Engine(settings.replace(allow_private_networks=())) as engine:
+        async with Receiver() as receiver:
+            for url in (receiver.url, f"http://localhost:{receiver.port}/hook"):
+                endpoint, _ = await engine.create_endpoint(T, url=url, event_types=["*"])
+                await engine.publish(T, "a.b", {})
+                failed = DeliveryFilter(statuses=[DeliveryStatus.FAILED], endpoint_id=endpoint.id)
+                (item,) = await wait_status(engine, failed, 1)
+                _, attempts = await engine.get_delivery(None, item.id)
+                assert attempts[0].error is not None
+                assert attempts[0].error.startswith("blocked")
+            assert receiver.requests == []
+
+
+async def test_custom_header_values_are_redacted_in_attempt_logs(engine: Engine) -> None:
+    async with Receiver() as receiver:
+        endpoint, _ = await engine.create_endpoint(
+            T, url=receiver.url, event_types=["*"], headers={"Authorization": "Bearer s3cr3t"}
+        )
+        await engine.publish(T, "a.b", {})
+        (item,) = await wait_status(engine, delivered(endpoint.id), 1)
+        assert receiver.requests[0].headers["authorization"] == "Bearer s3cr3t"
+        _, attempts = await engine.get_delivery(None, item.id)
+        assert attempts[0].request_headers["Authorization"] == "[redacted]"
+        assert "s3cr3t" not in orjson.dumps(dict(attempts[0].request_headers)).decode()
+
+
+async def test_paused_endpoint_parks_and_resume_delivers(engine: Engine) -> None:
+    async with Receiver() as receiver:
+        endpoint, _ = await engine.create_endpoint(T, url=receiver.url, event_types=["*"])
+        await engine.update_endpoint(None, endpoint.id, status=EndpointStatus.PAUSED)
+        for i in range(5):
+            await engine.publish(T, "a.b", {"i": i})
+        parked = DeliveryFilter(statuses=[DeliveryStatus.PARKED], endpoint_id=endpoint.id)
+        await wait_status(engine, parked, 5)
+        await asyncio.sleep(0.2)
+        assert receiver.requests == []
+        await engine.update_endpoint(None, endpoint.id, status=EndpointStatus.ACTIVE)
+        await wait_status(engine, delivered(endpoint.id), 5)
+        assert sorted(r.json()["data"]["i"] for r in receiver.requests) == list(range(5))
+
+
+async def test_graceful_stop_finishes_in_flight_and_releases_the_rest(settings: Settings) -> None:
+    slow = Receiver(always(200, delay=0.5))
+    async with slow:
+        engine = Engine(settings)
+        await engine.open()
+        endpoint, _ = await engine.create_endpoint(T, url=slow.url, event_types=["*"])
+        await engine.publish(T, "a.b", {})
+        await slow.wait_for(lambda: len(slow.requests) == 1)
+        await engine.close()  # waits for the in-flight request (0.5 s < grace)
+    async with Engine(settings, run_worker=False) as reader:
+        page = await reader.list_deliveries(None, delivered(endpoint.id))
+        assert len(page.items) == 1
