@@ -1,6 +1,7 @@
-"""Settings: one typed object, read from the environment only at the edge (CLI, `Settings.from_env`).
+"""Settings: one typed object, read from the environment only at the edge (`Settings.from_env`).
 
-Every setting has an environment variable (`HOOKD_…`); the README's Configuration section lists them.
+Every setting has an environment variable (`HOOKD_…`); the README's Configuration section
+lists them.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class Settings:
         return self.data_dir if self.data_dir is not None else self.db_path.resolve().parent
 
     def load_secret_box(self) -> crypto.SecretBox:
-        """The encryption key: from the settings, else from the data directory (created if absent)."""
+        """The encryption key: from the settings, else from the data directory (made if absent)."""
         if self.secret_key is not None:
             return crypto.SecretBox(self.secret_key.reveal())
         path = self.resolved_data_dir() / KEY_FILE_NAME

@@ -131,7 +131,24 @@ class Engine:
             await self._sender.close()
             await self.store.close()
 
+    async def not_ready_reason(self) -> str | None:
+        """Why this engine cannot do its work now, or None when it can."""
+        try:
+            await self.store.ping()
+        except errors.StoreError:
+            return "the database does not answer"
+        if self.worker is not None and not self.worker.alive:
+            return "the delivery worker is not running"
+        return None
+
     # API keys ----------------------------------------------------------------------------------
+    async def create_api_key(
+        self, tenant_id: str | None, *, name: str | None = None
+    ) -> tuple[ApiKey, str]:
+        """A new key for one tenant (or an admin key when `tenant_id` is None); shown once."""
+        key = crypto.generate_api_key()
+        return await self._add_key(key, tenant_id=tenant_id, name=name), key
+
     async def bootstrap_admin_key(self) -> str | None:
         """Make sure an admin key exists. Returns a newly generated key (to show once), else None.
 
@@ -235,15 +252,15 @@ class Engine:
         url: str | _Unset = UNSET,
         event_types: Sequence[str] | _Unset = UNSET,
         headers: Mapping[str, str] | _Unset = UNSET,
-        timeout: float | None | _Unset = UNSET,
-        retry_policy: Mapping[str, Any] | None | _Unset = UNSET,
-        max_attempts: int | None | _Unset = UNSET,
-        name: str | None | _Unset = UNSET,
-        description: str | None | _Unset = UNSET,
+        timeout: float | _Unset | None = UNSET,
+        retry_policy: Mapping[str, Any] | _Unset | None = UNSET,
+        max_attempts: int | _Unset | None = UNSET,
+        name: str | _Unset | None = UNSET,
+        description: str | _Unset | None = UNSET,
         metadata: Mapping[str, Any] | _Unset = UNSET,
         status: EndpointStatus | _Unset = UNSET,
     ) -> Endpoint:
-        """Change the given fields. Pausing or disabling parks deliveries; activating resumes them."""
+        """Change the given fields. Pausing or disabling parks deliveries; activating resumes."""
         current = await self.get_endpoint(tenant_id, endpoint_id)
         check = _Checker()
         changes: dict[str, Any] = {}
@@ -337,7 +354,7 @@ class Engine:
         idempotency_key: str | None = None,
         occurred_at: float | None = None,
     ) -> PublishResult:
-        """Persist the event and its deliveries (one transaction); when this returns, it is durable."""
+        """Persist the event and its deliveries in one transaction: on return, it is durable."""
         event = self.make_event(
             tenant_id,
             event_type,

@@ -9,7 +9,6 @@ from typing import Any
 import orjson
 import pytest
 from standardwebhooks.webhooks import Webhook as StandardWebhook
-from support.receiver import Receiver, Reply, always, sequence
 from svix.webhooks import Webhook as SvixWebhook
 
 from hookd.config import Settings
@@ -17,20 +16,24 @@ from hookd.domain.models import DEFAULT_TENANT, DeliveryStatus, EndpointStatus
 from hookd.engine import Engine
 from hookd.policy import signing
 from hookd.store.port import DeliveryFilter
+from support.receiver import Receiver, Reply, always, sequence
 
 T = DEFAULT_TENANT
 FAST = {"kind": "schedule", "delays": [0, 0.2, 0.2, 0.2], "jitter": 0}
 
 
-async def wait_status(engine: Engine, delivery_filter: DeliveryFilter, count: int,
-                      timeout: float = 10.0) -> list[Any]:
+async def wait_status(
+    engine: Engine, delivery_filter: DeliveryFilter, count: int, timeout: float = 10.0
+) -> list[Any]:
     deadline = time.monotonic() + timeout
     while True:
         page = await engine.list_deliveries(None, delivery_filter, limit=500)
         if len(page.items) >= count:
             return page.items
         if time.monotonic() > deadline:
-            raise AssertionError(f"only {len(page.items)} of {count} deliveries in {delivery_filter}")
+            raise AssertionError(
+                f"only {len(page.items)} of {count} deliveries in {delivery_filter}"
+            )
         await asyncio.sleep(0.05)
 
 
@@ -60,9 +63,9 @@ async def test_delivers_signed_standard_webhooks_body(engine: Engine) -> None:
         assert StandardWebhook(secret).verify(request.body, request.headers)["data"]["order"] == 42
         SvixWebhook(secret).verify(request.body, request.headers)  # raises when invalid
         # a tampered body is rejected by the reference verifier too
-        with pytest.raises(Exception, match="(?i)signature"):
+        with pytest.raises(Exception, match=r"(?i)signature"):
             StandardWebhook(secret).verify(request.body + b" ", request.headers)
-        with pytest.raises(Exception, match="(?i)signature"):
+        with pytest.raises(Exception, match=r"(?i)signature"):
             SvixWebhook(secret).verify(request.body + b" ", request.headers)
         await wait_status(engine, delivered(endpoint.id), 1)
 
@@ -165,7 +168,9 @@ async def test_dead_receiver_ends_in_dead_letters_and_replay_delivers(engine: En
     (item,) = await wait_status(engine, dead, 1)
     _, attempts = await engine.get_delivery(None, item.id)
     assert len(attempts) == 4
-    assert all(a.status_code is None and a.error and a.error.startswith("connection") for a in attempts)
+    assert all(
+        a.status_code is None and a.error and a.error.startswith("connection") for a in attempts
+    )
     # the receiver comes back on the same port; replay delivers it
     revived = Receiver()
     revived.port = receiver.port
@@ -179,23 +184,23 @@ async def test_dead_receiver_ends_in_dead_letters_and_replay_delivers(engine: En
 
 
 async def test_timeout_is_retried(settings: Settings) -> None:
-    async with Engine(settings) as engine:
-        async with Receiver(sequence(200)) as receiver:
-            receiver.script = lambda _r, _n, k: Reply(200, delay=2.0 if k == 1 else 0)
-            endpoint, _ = await engine.create_endpoint(
-                T, url=receiver.url, event_types=["*"], timeout=0.3, retry_policy=FAST
-            )
-            await engine.publish(T, "a.b", {})
-            (item,) = await wait_status(engine, delivered(endpoint.id), 1)
-            _, attempts = await engine.get_delivery(None, item.id)
-            assert attempts[0].error is not None and attempts[0].error.startswith("timeout")
-            assert attempts[0].duration_ms < 1500
+    async with Engine(settings) as engine, Receiver(sequence(200)) as receiver:
+        receiver.script = lambda _r, _n, k: Reply(200, delay=2.0 if k == 1 else 0)
+        endpoint, _ = await engine.create_endpoint(
+            T, url=receiver.url, event_types=["*"], timeout=0.3, retry_policy=FAST
+        )
+        await engine.publish(T, "a.b", {})
+        (item,) = await wait_status(engine, delivered(endpoint.id), 1)
+        _, attempts = await engine.get_delivery(None, item.id)
+        assert attempts[0].error is not None and attempts[0].error.startswith("timeout")
+        assert attempts[0].duration_ms < 1500
 
 
 async def test_redirects_are_not_followed(engine: Engine) -> None:
-    async with Receiver() as target, Receiver(
-        always(302, headers={"Location": "http://127.0.0.1:1/"})
-    ) as redirector:
+    async with (
+        Receiver() as target,
+        Receiver(always(302, headers={"Location": "http://127.0.0.1:1/"})) as redirector,
+    ):
         target.script = always(200)
         redirector.script = always(302, headers={"Location": target.url})
         endpoint, _ = await engine.create_endpoint(T, url=redirector.url, event_types=["*"])
@@ -216,17 +221,19 @@ async def test_response_excerpt_is_bounded(engine: Engine) -> None:
 
 
 async def test_private_addresses_are_refused_unless_allowed(settings: Settings) -> None:
-    async with Engine(settings.replace(allow_private_networks=())) as engine:
-        async with Receiver() as receiver:
-            for url in (receiver.url, f"http://localhost:{receiver.port}/hook"):
-                endpoint, _ = await engine.create_endpoint(T, url=url, event_types=["*"])
-                await engine.publish(T, "a.b", {})
-                failed = DeliveryFilter(statuses=[DeliveryStatus.FAILED], endpoint_id=endpoint.id)
-                (item,) = await wait_status(engine, failed, 1)
-                _, attempts = await engine.get_delivery(None, item.id)
-                assert attempts[0].error is not None
-                assert attempts[0].error.startswith("blocked")
-            assert receiver.requests == []
+    async with (
+        Engine(settings.replace(allow_private_networks=())) as engine,
+        Receiver() as receiver,
+    ):
+        for url in (receiver.url, f"http://localhost:{receiver.port}/hook"):
+            endpoint, _ = await engine.create_endpoint(T, url=url, event_types=["*"])
+            await engine.publish(T, "a.b", {})
+            failed = DeliveryFilter(statuses=[DeliveryStatus.FAILED], endpoint_id=endpoint.id)
+            (item,) = await wait_status(engine, failed, 1)
+            _, attempts = await engine.get_delivery(None, item.id)
+            assert attempts[0].error is not None
+            assert attempts[0].error.startswith("blocked")
+        assert receiver.requests == []
 
 
 async def test_custom_header_values_are_redacted_in_attempt_logs(engine: Engine) -> None:

@@ -9,13 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
+from test_store_contract import make_endpoint, make_event
 
 from hookd import crypto
 from hookd.domain import errors
 from hookd.store.sqlite import SqliteStore
 from hookd.store.sqlite.store import migrate
-
-from test_store_contract import make_endpoint, make_event
 
 EXPECTED_SCHEMA = Path(__file__).with_name("expected_schema_sqlite.sql")
 
@@ -52,8 +51,9 @@ async def test_secrets_and_headers_are_encrypted_at_rest(tmp_path: Path) -> None
     endpoint = make_endpoint()
     await store.create_endpoint(endpoint)
     await store.close()
-    raw = db.read_bytes() + (db.with_name("enc.db-wal").read_bytes()
-                             if db.with_name("enc.db-wal").exists() else b"")
+    raw = db.read_bytes() + (
+        db.with_name("enc.db-wal").read_bytes() if db.with_name("enc.db-wal").exists() else b""
+    )
     assert endpoint.secrets[0].value.reveal().encode() not in raw
     assert b"Bearer token" not in raw
     # a different key cannot open the database

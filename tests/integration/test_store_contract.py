@@ -77,12 +77,23 @@ def make_event(
     )
 
 
-def result_for(delivery_id: str, endpoint_id: str, status: DeliveryStatus, *,
-               number: int = 1, next_at: float | None = None,
-               disable: str | None = None) -> AttemptResult:
+def result_for(
+    delivery_id: str,
+    endpoint_id: str,
+    status: DeliveryStatus,
+    *,
+    number: int = 1,
+    next_at: float | None = None,
+    disable: str | None = None,
+) -> AttemptResult:
     attempt = Attempt(
-        id=ids.new_id(ids.ATTEMPT), delivery_id=delivery_id, endpoint_id=endpoint_id,
-        number=number, started_at=time.time(), duration_ms=1.0, outcome="success",
+        id=ids.new_id(ids.ATTEMPT),
+        delivery_id=delivery_id,
+        endpoint_id=endpoint_id,
+        number=number,
+        started_at=time.time(),
+        duration_ms=1.0,
+        outcome="success",
         status_code=200,
     )
     return AttemptResult(attempt, status, next_at, disable)
@@ -161,7 +172,8 @@ async def test_claim_leases_and_lease_expiry(store: Store) -> None:
     assert {c.id for c in expired} == {c.id for c in claimed + rest}
     late = claimed[0]
     await store.record(
-        worker_id="w1", results=[result_for(late.id, endpoint.id, DeliveryStatus.DELIVERED)],
+        worker_id="w1",
+        results=[result_for(late.id, endpoint.id, DeliveryStatus.DELIVERED)],
         now=now + 32,
     )
     delivery = await store.get_delivery(None, late.id)
@@ -175,10 +187,14 @@ async def test_record_applies_results(store: Store) -> None:
     await store.publish([make_event(), make_event()])
     now = time.time() + 1
     a, b = await store.claim(worker_id="w", limit=2, now=now, lease_seconds=30)
-    await store.record(worker_id="w", results=[
-        result_for(a.id, endpoint.id, DeliveryStatus.DELIVERED),
-        result_for(b.id, endpoint.id, DeliveryStatus.PENDING, next_at=now + 60),
-    ], now=now)
+    await store.record(
+        worker_id="w",
+        results=[
+            result_for(a.id, endpoint.id, DeliveryStatus.DELIVERED),
+            result_for(b.id, endpoint.id, DeliveryStatus.PENDING, next_at=now + 60),
+        ],
+        now=now,
+    )
     da = await store.get_delivery(None, a.id)
     db = await store.get_delivery(None, b.id)
     assert da is not None and da.status is DeliveryStatus.DELIVERED and da.attempts == 1
@@ -198,9 +214,15 @@ async def test_disable_parks_the_endpoints_deliveries(store: Store) -> None:
     first, _ = await store.claim(worker_id="w", limit=2, now=now, lease_seconds=30)
     # only one was claimed by this batch's caller; put the other back to pending
     await store.release(worker_id="w", delivery_ids=[_.id], now=now)
-    await store.record(worker_id="w", results=[
-        result_for(first.id, endpoint.id, DeliveryStatus.PARKED, disable="receiver answered 410")
-    ], now=now)
+    await store.record(
+        worker_id="w",
+        results=[
+            result_for(
+                first.id, endpoint.id, DeliveryStatus.PARKED, disable="receiver answered 410"
+            )
+        ],
+        now=now,
+    )
     current = await store.get_endpoint(None, endpoint.id)
     assert current is not None and current.status is EndpointStatus.DISABLED
     assert current.status_reason == "receiver answered 410"
@@ -219,9 +241,11 @@ async def test_retry_result_for_a_paused_endpoint_is_parked(store: Store) -> Non
     now = time.time() + 1
     (claimed,) = await store.claim(worker_id="w", limit=1, now=now, lease_seconds=30)
     await store.update_endpoint(dataclasses.replace(endpoint, status=EndpointStatus.PAUSED))
-    await store.record(worker_id="w", results=[
-        result_for(claimed.id, endpoint.id, DeliveryStatus.PENDING, next_at=now + 5)
-    ], now=now)
+    await store.record(
+        worker_id="w",
+        results=[result_for(claimed.id, endpoint.id, DeliveryStatus.PENDING, next_at=now + 5)],
+        now=now,
+    )
     delivery = await store.get_delivery(None, claimed.id)
     assert delivery is not None and delivery.status is DeliveryStatus.PARKED
 
@@ -230,7 +254,7 @@ async def test_release_and_recover(store: Store) -> None:
     await store.create_endpoint(make_endpoint())
     await store.publish([make_event(), make_event()])
     now = time.time() + 1
-    a, b = await store.claim(worker_id="w", limit=2, now=now, lease_seconds=300)
+    a, _b = await store.claim(worker_id="w", limit=2, now=now, lease_seconds=300)
     assert await store.release(worker_id="other", delivery_ids=[a.id], now=now) == 0
     assert await store.release(worker_id="w", delivery_ids=[a.id], now=now) == 1
     assert await store.recover(now=now) == 1  # b: its owner is gone (a single-process store)
@@ -243,11 +267,15 @@ async def test_requeue_and_purge_dead_letters(store: Store) -> None:
     await store.publish([make_event() for _ in range(3)])
     now = time.time() + 1
     a, b, c = await store.claim(worker_id="w", limit=3, now=now, lease_seconds=30)
-    await store.record(worker_id="w", results=[
-        result_for(a.id, endpoint.id, DeliveryStatus.DEAD),
-        result_for(b.id, endpoint.id, DeliveryStatus.FAILED),
-        result_for(c.id, endpoint.id, DeliveryStatus.DELIVERED),
-    ], now=now)
+    await store.record(
+        worker_id="w",
+        results=[
+            result_for(a.id, endpoint.id, DeliveryStatus.DEAD),
+            result_for(b.id, endpoint.id, DeliveryStatus.FAILED),
+            result_for(c.id, endpoint.id, DeliveryStatus.DELIVERED),
+        ],
+        now=now,
+    )
     dead_letters = DeliveryFilter(statuses=[DeliveryStatus.FAILED, DeliveryStatus.DEAD])
     page = await store.list_deliveries(DEFAULT_TENANT, dead_letters, limit=10)
     assert {d.id for d in page.items} == {a.id, b.id}
@@ -257,8 +285,12 @@ async def test_requeue_and_purge_dead_letters(store: Store) -> None:
     assert requeued is not None and requeued.status is DeliveryStatus.PENDING
     assert requeued.attempts == 0 and requeued.total_attempts == 1
     assert await store.purge(OTHER, dead_letters) == 0
-    assert await store.purge(None, DeliveryFilter(statuses=[DeliveryStatus.FAILED],
-                                                  updated_before=now - 10)) == 0
+    assert (
+        await store.purge(
+            None, DeliveryFilter(statuses=[DeliveryStatus.FAILED], updated_before=now - 10)
+        )
+        == 0
+    )
     assert await store.purge(None, dead_letters) == 1
     assert await store.get_delivery(None, b.id) is None
     assert await store.list_attempts(None, b.id) == []
@@ -275,8 +307,14 @@ async def test_delete_endpoint_removes_its_deliveries(store: Store) -> None:
 
 
 async def test_api_keys(store: Store) -> None:
-    key = ApiKey(id=ids.new_id(ids.API_KEY), prefix="hk_abc", key_hash="h" * 64,
-                 tenant_id=None, name="admin", created_at=time.time())
+    key = ApiKey(
+        id=ids.new_id(ids.API_KEY),
+        prefix="hk_abc",
+        key_hash="h" * 64,
+        tenant_id=None,
+        name="admin",
+        created_at=time.time(),
+    )
     await store.add_api_key(key)
     assert await store.find_api_key("h" * 64) == key
     assert await store.find_api_key("x" * 64) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -82,10 +83,15 @@ class Receiver:
             self._runner = None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        received = Received(dict(request.headers.items()), await request.read(), time.time(),
-                            request.path)
-        received = Received({k.lower(): v for k, v in received.headers.items()}, received.body,
-                            received.at, received.path)
+        received = Received(
+            dict(request.headers.items()), await request.read(), time.time(), request.path
+        )
+        received = Received(
+            {k.lower(): v for k, v in received.headers.items()},
+            received.body,
+            received.at,
+            received.path,
+        )
         self.requests.append(received)
         key = received.headers.get("webhook-id", "")
         self._tries[key] = self._tries.get(key, 0) + 1
@@ -105,9 +111,9 @@ class Receiver:
         while not predicate():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"timed out after {timeout}s; got {len(self.requests)} requests")
+                raise AssertionError(
+                    f"timed out after {timeout}s; got {len(self.requests)} requests"
+                )
             self._changed.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), min(remaining, 0.1))
-            except TimeoutError:
-                pass

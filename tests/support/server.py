@@ -52,8 +52,16 @@ class ServeProcess:
         return {"Authorization": f"Bearer {ADMIN_KEY}"}
 
     async def start(self, timeout: float = 20.0) -> None:
-        cmd = [sys.executable, "-m", "hookd", "serve", "--db", str(self.db),
-               "--port", str(self.port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "hookd",
+            "serve",
+            "--db",
+            str(self.db),
+            "--port",
+            str(self.port),
+        ]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout

@@ -271,8 +271,8 @@ def test_decide_blocked_destination_fails() -> None:
 @pytest.mark.parametrize(
     ("status", "error", "cause"),
     [
-        (503, None, "receiver answered 503"),
-        (429, None, "receiver answered 429"),
+        (500, None, "receiver answered 500"),
+        (408, None, "receiver answered 408"),
         (None, ErrorKind.TIMEOUT, "timeout error"),
         (None, ErrorKind.DNS, "dns error"),
     ],
@@ -331,7 +331,9 @@ def test_decide_cap_does_not_shorten_the_schedule() -> None:
 
 
 def test_decide_ignores_unparseable_retry_after() -> None:
-    assert decide(status=503, attempts_done=1, retry_after="later").next_attempt_at == NOW + 5
+    assert decide(status=500, attempts_done=1, retry_after="later").next_attempt_at == NOW + 5
+    # an overloaded receiver's unreadable Retry-After counts as absent: the harder back-off
+    assert decide(status=503, attempts_done=1, retry_after="later").next_attempt_at == NOW + 10
 
 
 def test_decide_ignores_retry_after_on_success_and_rejection() -> None:
@@ -484,3 +486,21 @@ def test_policy_from_dict_path_prefix() -> None:
     assert problems({"kind": "schedule", "delays": [-1]}, path="endpoints[0].retry") == [
         ("endpoints[0].retry.delays[0]", "must be at least 0 and at most 604800")
     ]
+
+
+def test_overloaded_receiver_without_retry_after_backs_off_harder() -> None:
+    policy = retry.Schedule((0, 10, 20), jitter=0)
+    plain = retry.decide(policy, status=500, error=None, attempts_done=1, now=0.0)
+    for status in (429, 503):
+        harder = retry.decide(policy, status=status, error=None, attempts_done=1, now=0.0)
+        assert plain.next_attempt_at == 10.0
+        assert harder.next_attempt_at == 20.0
+        assert "overloaded" in harder.reason
+    # a Retry-After answer is honoured as given instead
+    told = retry.decide(policy, status=429, error=None, attempts_done=1, now=0.0, retry_after="12")
+    assert told.next_attempt_at == 12.0
+    # and the harder back-off stays within the cap
+    capped = retry.decide(
+        policy, status=503, error=None, attempts_done=1, now=0.0, retry_after_max=15.0
+    )
+    assert capped.next_attempt_at == 15.0

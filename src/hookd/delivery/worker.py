@@ -96,7 +96,6 @@ class Worker:
         self._earliest_retry: float | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._recorder_task: asyncio.Task[None] | None = None
-        self.alive = False
 
     # control -----------------------------------------------------------------------------------
     def notify(self) -> None:
@@ -109,7 +108,6 @@ class Worker:
             log.info("recovered %d leases left by a previous run", recovered)
         self._recorder_task = asyncio.create_task(self._record_loop(), name="hookd-recorder")
         self._loop_task = asyncio.create_task(self._claim_loop(), name="hookd-claim-loop")
-        self.alive = True
 
     async def stop(self) -> None:
         """Stop claiming, let in-flight requests finish up to the grace period, release the rest."""
@@ -138,7 +136,13 @@ class Worker:
             )
             log.info("released %d unfinished deliveries", released)
         self._loop_task = None
-        self.alive = False
+
+    @property
+    def alive(self) -> bool:
+        """Whether the claim loop and the recorder are both running."""
+        return all(
+            task is not None and not task.done() for task in (self._loop_task, self._recorder_task)
+        )
 
     @property
     def in_flight(self) -> int:

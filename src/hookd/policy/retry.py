@@ -350,6 +350,11 @@ def next_delay(policy: RetryPolicy, attempts_done: int, rand: Callable[[], float
     return delay * (1 + policy.jitter * (2 * rand() - 1))
 
 
+#: Statuses by which a receiver says it is overloaded, and how much harder hookd then backs off.
+_OVERLOADED = frozenset({429, 503})
+OVERLOAD_FACTOR = 2.0
+
+
 def decide(
     policy: RetryPolicy,
     *,
@@ -365,7 +370,8 @@ def decide(
 
     A retry waits the jittered schedule delay, or longer when the receiver's ``Retry-After``
     asks for it; the Retry-After wait is capped at `retry_after_max` seconds, but never
-    shortens the schedule.
+    shortens the schedule. A 429 or 503 without Retry-After waits `OVERLOAD_FACTOR` times the
+    schedule's delay (within the same cap): an overloaded receiver gets more room.
     """
     if attempts_done < 1:
         raise ValueError(f"attempts_done must be >= 1 after an attempt, not {attempts_done}")
@@ -388,5 +394,8 @@ def decide(
     if asked is not None and min(asked, retry_after_max) > delay:
         delay = min(asked, retry_after_max)
         note = ", as its Retry-After asks"
+    elif asked is None and status in _OVERLOADED:
+        delay = max(delay, min(delay * OVERLOAD_FACTOR, retry_after_max))
+        note = ", backing off harder: the receiver is overloaded"
     reason = f"{cause}; retrying in {delay:.0f}s{note}"
     return Decision(DecisionKind.RETRY, next_attempt_at=now + delay, reason=reason)

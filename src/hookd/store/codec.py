@@ -145,7 +145,7 @@ def attempt_to_params(attempt: Attempt) -> tuple[Any, ...]:
 
 
 def wire_body(event_type: str, occurred_at: float, payload: bytes) -> bytes:
-    """The Standard Webhooks body `{"type", "timestamp", "data"}` with `data` spliced in as stored."""
+    """The Standard Webhooks body `{"type", "timestamp", "data"}`, `data` spliced in as stored."""
     return b"".join(
         (
             b'{"type":',

@@ -199,7 +199,9 @@ class MemoryStore:
         claimed = []
         for d in due:
             self.deliveries[d.id] = dataclasses.replace(
-                d, status=DeliveryStatus.SENDING, next_attempt_at=now + lease_seconds,
+                d,
+                status=DeliveryStatus.SENDING,
+                next_attempt_at=now + lease_seconds,
                 updated_at=now,
             )
             self.leases[d.id] = worker_id

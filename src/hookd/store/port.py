@@ -102,7 +102,7 @@ class Store(Protocol):
         """Delete the endpoint with its deliveries and attempts; False when it did not exist."""
 
     async def endpoints_by_id(self, endpoint_ids: Collection[str]) -> dict[str, Endpoint]:
-        """The worker's view of endpoints (may be cached; a write through this store refreshes it)."""
+        """The worker's view of endpoints (may be cached; writes through this store refresh it)."""
 
     # events ----------------------------------------------------------------------------------
     async def publish(self, events: Sequence[Event]) -> list[PublishResult]: ...

@@ -1,4 +1,4 @@
-"""Named SQL queries kept in `.sql` files: `-- name: claim_due` starts a query, the next one ends it."""
+"""Named SQL queries in `.sql` files: `-- name: claim_due` starts a query, the next ends it."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ fsync, and one failing function rolls back only itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -114,7 +115,6 @@ class Writer:
                 conn.rollback()
             outcomes = [(None, exc)] * len(batch)
         for (_, future, loop), (result, error) in zip(batch, outcomes, strict=True):
-            try:
+            # RuntimeError: the caller's loop has closed; nobody is waiting any more
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, future, result, error)
-            except RuntimeError:  # the caller's loop has closed; nobody is waiting any more
-                pass
