@@ -8,10 +8,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from support.receiver import Receiver, Reply
-from support.server import ServeProcess
 
 from hookd.policy import signing
+from support.receiver import Receiver, Reply
+from support.server import ServeProcess
 
 pytestmark = pytest.mark.slow
 
@@ -24,11 +24,14 @@ async def publish_all(session: aiohttp.ClientSession, server: ServeProcess) -> l
     gate = asyncio.Semaphore(50)
 
     async def one(i: int) -> None:
-        async with gate, session.post(
-            server.url + "/v1/events",
-            json={"type": "order.filled", "payload": {"i": i}},
-            headers=server.headers,
-        ) as response:
+        async with (
+            gate,
+            session.post(
+                server.url + "/v1/events",
+                json={"type": "order.filled", "payload": {"i": i}},
+                headers=server.headers,
+            ) as response,
+        ):
             assert response.status == 202, await response.text()
             accepted.append((await response.json())["id"])
 

@@ -600,10 +600,9 @@ async def test_delivery_detail_and_retry(client: httpx.AsyncClient) -> None:
     (delivery,) = (await client.get("/v1/deliveries")).json()["data"]
 
     detail = (await client.get(f"/v1/deliveries/{delivery['id']}")).json()
-    assert detail["attempts"] == []
-    assert {k: v for k, v in detail.items() if k != "attempts"} == {
-        k: v for k, v in delivery.items() if k != "attempts"
-    }
+    assert detail["attempts"] == 0
+    assert detail["attempt_log"] == []
+    assert {k: v for k, v in detail.items() if k != "attempt_log"} == delivery
 
     response = await client.post(f"/v1/deliveries/{delivery['id']}/retry")
     assert response.status_code == 202

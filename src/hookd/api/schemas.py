@@ -274,8 +274,8 @@ class Attempt(BaseModel):
     response_body: str | None = Field(description="The start of the response body.")
 
 
-class DeliveryDetail(_DeliveryFields):
-    attempts: list[Attempt] = Field(description="Every attempt, oldest first.")
+class DeliveryDetail(Delivery):
+    attempt_log: list[Attempt] = Field(description="Every attempt, oldest first.")
 
 
 class DeliveryPage(BaseModel):

@@ -84,7 +84,9 @@ def delivery_detail(
     record: models.Delivery, attempts: list[models.Attempt]
 ) -> schemas.DeliveryDetail:
     return schemas.DeliveryDetail(
-        **_delivery_fields(record), attempts=[attempt(a) for a in attempts]
+        **_delivery_fields(record),
+        attempts=record.attempts,
+        attempt_log=[attempt(a) for a in attempts],
     )
 
 
