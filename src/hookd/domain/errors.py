@@ -12,8 +12,9 @@ HookdError
  ├── Unauthorized             missing or wrong credentials
  ├── VerificationError        an incoming webhook failed signature or timestamp verification
  ├── DestinationBlocked       the SSRF guard refused a destination address
- └── StoreError               the storage backend failed (driver error kept as __cause__)
-      └── StoreUnavailable    the storage backend cannot be reached right now
+ ├── StoreError               the storage backend failed (driver error kept as __cause__)
+ │    └── StoreUnavailable    the storage backend cannot be reached right now
+ └── hookd.client.ApiError    the HTTP API answered with a problem document (CLI side)
 """
 
 from __future__ import annotations
