@@ -231,7 +231,7 @@ def _host_for_url(host: str) -> str:
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
-        import uvloop  # optional: hookd[fast]
+        import uvloop  # a dependency on every platform but Windows
     except ImportError:
         return None
     return uvloop.new_event_loop
