@@ -107,3 +107,18 @@ async def test_a_failing_write_does_not_undo_the_others_in_its_batch(tmp_path: P
     assert isinstance(results[1], errors.StoreError)
     assert len((await store.list_endpoints(None, limit=10)).items) == 2
     await store.close()
+
+
+def test_the_claim_walks_the_due_index(tmp_path: Path) -> None:
+    """The claim's plan must use the partial index, not a scan and a sort (cost flat in backlog)."""
+    from hookd.store.sqlite.store import Q
+
+    db = tmp_path / "plan.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    migrate(conn)
+    for name in ("claim_due", "next_due_at"):
+        params = {"worker_id": "w", "lease_until": 1.0, "now": 0.0, "limit": 10}
+        plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + Q[name], params))
+        assert "deliveries_due" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+    conn.close()

@@ -106,7 +106,9 @@ UPDATE deliveries
 SET status = 'sending', lease_owner = :worker_id, next_attempt_at = :lease_until,
     updated_at = :now
 WHERE id IN (
-    SELECT id FROM deliveries
+    -- Without statistics the planner prefers deliveries_by_status and a sort, whose cost grows
+    -- with the backlog; the partial index keeps a claim's cost flat (bench/README.md).
+    SELECT id FROM deliveries INDEXED BY deliveries_due
     WHERE status IN ('pending', 'sending') AND next_attempt_at <= :now
     ORDER BY next_attempt_at
     LIMIT :limit
@@ -151,7 +153,8 @@ SET status = 'pending', lease_owner = NULL, next_attempt_at = :now, updated_at =
 WHERE status = 'sending';
 
 -- name: next_due_at
-SELECT min(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'sending');
+SELECT min(next_attempt_at) FROM deliveries INDEXED BY deliveries_due
+WHERE status IN ('pending', 'sending');
 
 -- name: list_deliveries
 SELECT * FROM deliveries
