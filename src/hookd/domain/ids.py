@@ -10,6 +10,10 @@ import os
 import time
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+#: Every pair of digits, so 10 bits become two characters in one lookup.
+_PAIRS = [high + low for high in _ALPHABET for low in _ALPHABET]
+#: 26 digits = 130 bits = 13 pairs, most significant first (the top two bits are always zero).
+_SHIFTS = tuple(range(120, -1, -10))
 
 ENDPOINT = "ep"
 EVENT = "evt"
@@ -21,13 +25,9 @@ TENANT = "ten"
 
 def new_id(prefix: str, *, now: float | None = None) -> str:
     """A new id such as `evt_01HZY3…`; `now` (Unix seconds) pins the time part for tests."""
-    millis = int((time.time() if now is None else now) * 1000)
-    value = (millis & 0xFFFF_FFFF_FFFF) << 80 | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return f"{prefix}_{''.join(reversed(chars))}"
+    millis = int((time.time() if now is None else now) * 1000) & 0xFFFF_FFFF_FFFF
+    value = millis << 80 | int.from_bytes(os.urandom(10), "big")
+    return prefix + "_" + "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def has_prefix(ident: str, prefix: str) -> bool:
