@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -35,6 +36,45 @@ class WorkerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A token bucket: `burst` requests at once, refilled at `per_second` requests a second.
+
+    Written `COUNT/UNIT[:BURST]` (`parse_rate_limit`): `100/s:200` is 100 a second with bursts
+    of 200; `5/m` is 5 a minute with bursts of 5 (the burst defaults to the count).
+    """
+
+    per_second: float
+    burst: int
+
+    def __str__(self) -> str:
+        return f"{self.per_second:g}/s:{self.burst}"
+
+
+_RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate_limit(value: str, *, name: str = "rate limit") -> RateLimit | None:
+    """`100/s:200`, `5/m`, `1000/h:50` → a `RateLimit`; `off` (or `0`) → None (no limit)."""
+    text = value.strip().lower()
+    if text in ("off", "0", "none", ""):
+        return None
+    count, _, rest = text.partition("/")
+    unit, _, burst = rest.partition(":")
+    try:
+        amount = float(count)
+        size = int(burst) if burst else math.ceil(amount)
+        seconds = _RATE_UNITS[unit]
+    except (ValueError, KeyError, OverflowError):
+        raise errors.ConfigError(
+            f"{name}: {value!r} is not a rate limit; write COUNT/UNIT[:BURST] with unit s, m "
+            "or h (e.g. 100/s:200, 5/m), or `off`"
+        ) from None
+    if not (amount > 0 and math.isfinite(amount) and size >= 1):
+        raise errors.ConfigError(f"{name}: the count and the burst must be positive")
+    return RateLimit(per_second=amount / seconds, burst=size)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     db_path: Path = Path("hookd.db")
     data_dir: Path | None = None  # None: the directory holding the database file
@@ -49,7 +89,23 @@ class Settings:
     response_excerpt_bytes: int = 4096
     retry_after_max: float = 86400.0
     sqlite_synchronous: str = "FULL"
+    # PostgreSQL (None: SQLite at db_path). The URL may hold a password: kept out of repr.
+    database_url: str | None = field(default=None, repr=False)
+    database_schema: str | None = None  # None: the server's search_path (usually public)
+    database_pool_size: int = 10  # connections per process at most (plus one for LISTEN)
+    database_pool_min: int = 1  # connections kept open when idle
     worker: WorkerSettings = field(default_factory=WorkerSettings)
+    # publishing: how long an idempotency key is remembered, unknown types, batch body size
+    idempotency_ttl: float = 86400.0
+    allow_unknown_event_types: bool = True
+    max_batch_bytes: int = 16 * 1024 * 1024
+    # API rate limits (None: off); per process, see hookd.api.ratelimit
+    rate_limit_per_key: RateLimit | None = RateLimit(per_second=500.0, burst=1000)
+    rate_limit_per_ip: RateLimit | None = RateLimit(per_second=1000.0, burst=2000)
+    rate_limit_test_send: RateLimit | None = RateLimit(per_second=5 / 60, burst=5)
+    rate_limit_max_tracked: int = 10_000  # keys, IPs or endpoints tracked per limit (LRU)
+    metrics_public: bool = False  # True: /metrics answers without a key
+    metrics_endpoint_cap: int = 100  # endpoints with their own series; the rest are "other"
 
     @property
     def lease_seconds(self) -> float:
@@ -57,6 +113,15 @@ class Settings:
 
     def resolved_data_dir(self) -> Path:
         return self.data_dir if self.data_dir is not None else self.db_path.resolve().parent
+
+    def database_label(self) -> str:
+        """Which database this is, safe to print (a PostgreSQL URL without its password)."""
+        if self.database_url is None:
+            return str(self.db_path.resolve())
+        from hookd.store.postgres.store import redact_url  # here: only PostgreSQL needs it
+
+        schema = f" (schema {self.database_schema})" if self.database_schema else ""
+        return redact_url(self.database_url) + schema
 
     def load_secret_box(self) -> crypto.SecretBox:
         """The encryption key: from the settings, else from the data directory (made if absent)."""
@@ -82,6 +147,10 @@ class Settings:
             values["db_path"] = Path(env["HOOKD_DB"])
         if "HOOKD_DATA_DIR" in env:
             values["data_dir"] = Path(env["HOOKD_DATA_DIR"])
+        if env.get("HOOKD_DATABASE_URL"):
+            values["database_url"] = env["HOOKD_DATABASE_URL"]
+        if env.get("HOOKD_DATABASE_SCHEMA"):
+            values["database_schema"] = env["HOOKD_DATABASE_SCHEMA"]
         if env.get("HOOKD_SECRET_KEY"):
             values["secret_key"] = Secret(env["HOOKD_SECRET_KEY"])
         if env.get("HOOKD_API_KEY"):
@@ -92,12 +161,32 @@ class Settings:
             values["allow_private_networks"] = parse_networks(env["HOOKD_ALLOW_PRIVATE_NETWORKS"])
         if "HOOKD_SQLITE_SYNCHRONOUS" in env:
             values["sqlite_synchronous"] = env["HOOKD_SQLITE_SYNCHRONOUS"]
+        rate_limits = {
+            "HOOKD_RATE_LIMIT_PER_KEY": "rate_limit_per_key",
+            "HOOKD_RATE_LIMIT_PER_IP": "rate_limit_per_ip",
+            "HOOKD_RATE_LIMIT_TEST_SEND": "rate_limit_test_send",
+        }
+        for var, name in rate_limits.items():
+            if var in env:
+                values[name] = parse_rate_limit(env[var], name=var)
+        if "HOOKD_ALLOW_UNKNOWN_EVENT_TYPES" in env:
+            values["allow_unknown_event_types"] = _flag(
+                "HOOKD_ALLOW_UNKNOWN_EVENT_TYPES", env["HOOKD_ALLOW_UNKNOWN_EVENT_TYPES"]
+            )
+        if "HOOKD_METRICS_PUBLIC" in env:
+            values["metrics_public"] = _flag("HOOKD_METRICS_PUBLIC", env["HOOKD_METRICS_PUBLIC"])
         numbers: dict[str, tuple[str, type]] = {
             "HOOKD_PORT": ("port", int),
             "HOOKD_DEFAULT_TIMEOUT": ("default_timeout", float),
             "HOOKD_MAX_TIMEOUT": ("max_timeout", float),
             "HOOKD_MAX_PAYLOAD_BYTES": ("max_payload_bytes", int),
             "HOOKD_RETRY_AFTER_MAX": ("retry_after_max", float),
+            "HOOKD_DATABASE_POOL_SIZE": ("database_pool_size", int),
+            "HOOKD_DATABASE_POOL_MIN": ("database_pool_min", int),
+            "HOOKD_IDEMPOTENCY_TTL": ("idempotency_ttl", float),
+            "HOOKD_MAX_BATCH_BYTES": ("max_batch_bytes", int),
+            "HOOKD_RATE_LIMIT_MAX_TRACKED": ("rate_limit_max_tracked", int),
+            "HOOKD_METRICS_ENDPOINT_CAP": ("metrics_endpoint_cap", int),
         }
         worker_numbers: dict[str, tuple[str, type]] = {
             "HOOKD_WORKER_CONCURRENCY": ("concurrency", int),
@@ -123,6 +212,8 @@ class Settings:
             (0 < self.default_timeout <= self.max_timeout, "default timeout must be in (0, max]"),
             (self.max_timeout <= 600, "HOOKD_MAX_TIMEOUT must be at most 600 seconds"),
             (self.max_payload_bytes > 0, "HOOKD_MAX_PAYLOAD_BYTES must be positive"),
+            (self.idempotency_ttl > 0, "HOOKD_IDEMPOTENCY_TTL must be positive (seconds)"),
+            (self.max_batch_bytes > 0, "HOOKD_MAX_BATCH_BYTES must be positive"),
             (self.worker.concurrency > 0, "HOOKD_WORKER_CONCURRENCY must be positive"),
             (self.worker.batch_size > 0, "HOOKD_WORKER_BATCH_SIZE must be positive"),
             (self.worker.poll_interval > 0, "HOOKD_WORKER_POLL_INTERVAL must be positive"),
@@ -130,10 +221,30 @@ class Settings:
                 self.worker.lease_seconds == 0 or self.worker.lease_seconds > self.max_timeout,
                 "HOOKD_LEASE_SECONDS must exceed HOOKD_MAX_TIMEOUT",
             ),
+            (self.rate_limit_max_tracked > 0, "HOOKD_RATE_LIMIT_MAX_TRACKED must be positive"),
+            (self.metrics_endpoint_cap >= 0, "HOOKD_METRICS_ENDPOINT_CAP must not be negative"),
         ]
         for ok, message in checks:
             if not ok:
                 raise errors.ConfigError(message)
+        self._validate_database()
+
+    def _validate_database(self) -> None:
+        if self.database_url is not None and not self.database_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise errors.ConfigError(
+                "HOOKD_DATABASE_URL must be a PostgreSQL URL (postgresql://user@host:5432/db); "
+                "leave it unset for SQLite (HOOKD_DB)"
+            )
+        if self.database_schema is not None:
+            from hookd.store.postgres.store import check_schema_name
+
+            check_schema_name(self.database_schema)
+        if not 1 <= self.database_pool_min <= self.database_pool_size:
+            raise errors.ConfigError(
+                "HOOKD_DATABASE_POOL_SIZE must be positive and at least HOOKD_DATABASE_POOL_MIN"
+            )
 
 
 def parse_networks(value: str) -> tuple[IPNetwork, ...]:
@@ -150,6 +261,15 @@ def parse_networks(value: str) -> tuple[IPNetwork, ...]:
                 f"HOOKD_ALLOW_PRIVATE_NETWORKS: {part!r} is not a network (e.g. 127.0.0.0/8, ::1)"
             ) from None
     return tuple(networks)
+
+
+def _flag(var: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise errors.ConfigError(f"{var} must be true or false, not {raw!r}")
 
 
 def _number(var: str, raw: str, kind: type) -> Any:

@@ -13,21 +13,25 @@ entry point gets the same rules and the same messages.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final
 
 import orjson
+from jsonschema import Draft202012Validator
 
-from hookd import crypto
+from hookd import crypto, metrics, stats
 from hookd.config import Settings
+from hookd.delivery import probe
 from hookd.delivery.sender import HttpSender, Sender
 from hookd.delivery.ssrf import AddressPolicy, validate_url
 from hookd.delivery.worker import Worker
-from hookd.domain import errors, ids
+from hookd.domain import errors, ids, tenants
 from hookd.domain.errors import Problem
 from hookd.domain.models import (
     DEAD_LETTER_STATUSES,
@@ -35,14 +39,16 @@ from hookd.domain.models import (
     Delivery,
     DeliveryStatus,
     Endpoint,
+    EndpointRateLimit,
     EndpointSecret,
     EndpointStatus,
     Event,
+    EventType,
     PublishResult,
     Secret,
 )
-from hookd.policy import patterns, retry, signing
-from hookd.store.port import ApiKey, DeliveryFilter, Page, Store
+from hookd.policy import patterns, retry, rotation, schemas, signing
+from hookd.store.port import ApiKey, DeliveryFilter, EventFilter, Page, Store
 from hookd.store.sqlite import SqliteStore
 
 
@@ -60,7 +66,25 @@ MAX_HEADER_VALUE = 4096
 MAX_METADATA_BYTES = 16 * 1024
 MAX_TEXT = 1024
 MAX_IDEMPOTENCY_KEY = 256
+MAX_TIMESTAMP = 253402300800.0  # 10000-01-01T00:00:00Z: occurred_at must be before it
 MAX_PAGE = 500
+MAX_BATCH = 1000  # events in one batch publish
+MAX_BATCH_PROBLEMS = 1000  # problems listed for one batch (a last one says there were more)
+MAX_FILTER_BYTES = 16 * 1024
+MAX_RATE = 1_000_000  # the most `rate_limit.per_second` and `rate_limit.burst` may be
+VALIDATOR_CACHE = 1024  # compiled event-type schemas kept
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventInput:
+    """One event of a batch publish, as given (validated by `Engine.publish_batch`)."""
+
+    type: str
+    payload: Mapping[str, Any]
+    idempotency_key: str | None = None
+    occurred_at: float | None = None
+
+
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")
 _RESERVED_HEADERS = frozenset(
     {
@@ -93,18 +117,24 @@ class Engine:
         run_worker: bool = True,
     ) -> None:
         self.settings = settings
-        self.store: Store = store or SqliteStore(
-            settings.db_path, settings.load_secret_box(), synchronous=settings.sqlite_synchronous
-        )
+        self.store: Store = store or default_store(settings)
         self._sender = sender or HttpSender(
             AddressPolicy(settings.allow_private_networks),
             max_connections=settings.worker.concurrency,
             excerpt_bytes=settings.response_excerpt_bytes,
         )
+        #: What was published and delivered, for /metrics (hookd.metrics).
+        self.counters = metrics.DeliveryCounters(endpoint_cap=settings.metrics_endpoint_cap)
         self.worker: Worker | None = (
-            Worker(self.store, self._sender, settings) if run_worker else None
+            Worker(self.store, self._sender, settings, on_result=self.counters.attempt_finished)
+            if run_worker
+            else None
         )
         self.started_at = time.time()
+        # compiled payload schemas by (tenant, type name, updated_at): an edit is a new key
+        self._validators: collections.OrderedDict[tuple[str, str, float], Draft202012Validator] = (
+            collections.OrderedDict()
+        )
 
     async def __aenter__(self) -> Engine:
         await self.open()
@@ -146,8 +176,48 @@ class Engine:
         self, tenant_id: str | None, *, name: str | None = None
     ) -> tuple[ApiKey, str]:
         """A new key for one tenant (or an admin key when `tenant_id` is None); shown once."""
+        check = _Checker()
+        if tenant_id is not None:
+            check.run(tenants.validate_tenant_id, tenant_id, "tenant_id")
+        check.text(name, "name")
+        check.raise_if_any("invalid API key")
         key = crypto.generate_api_key()
         return await self._add_key(key, tenant_id=tenant_id, name=name), key
+
+    async def list_api_keys(
+        self, tenant_id: str | None, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[ApiKey]:
+        """Keys newest first, revoked ones included; `tenant_id` None: every key (admin ones
+        too), else that tenant's. Keys are few, so the page is cut here from the full list."""
+        keys = sorted(await self.store.list_api_keys(tenant_id), key=lambda k: k.id, reverse=True)
+        if cursor is not None:
+            keys = [k for k in keys if k.id < cursor]
+        limit = _limit(limit)
+        if len(keys) > limit:
+            return Page(keys[:limit], keys[limit - 1].id)
+        return Page(keys, None)
+
+    async def revoke_api_key(self, tenant_id: str | None, key_id: str) -> ApiKey:
+        """Revoke a key: requests with it are refused from now on. Revoking a revoked key changes
+        nothing. The last active admin key cannot be revoked (`Conflict`): that would lock every
+        operator out."""
+        key = await self.store.get_api_key(tenant_id, key_id)
+        if key is None:
+            raise errors.NotFound("API key", key_id)
+        if key.tenant_id is None and key.revoked_at is None:
+            admins = [
+                k
+                for k in await self.store.list_api_keys(None)
+                if k.tenant_id is None and k.revoked_at is None
+            ]
+            if len(admins) <= 1:
+                raise errors.Conflict(
+                    f"{key_id} is the last active admin key; create another admin key first"
+                )
+        revoked = await self.store.revoke_api_key(tenant_id, key_id, now=time.time())
+        if revoked is None:  # deleted meanwhile (no adapter deletes keys today)
+            raise errors.NotFound("API key", key_id)
+        return revoked
 
     async def bootstrap_admin_key(self) -> str | None:
         """Make sure an admin key exists. Returns a newly generated key (to show once), else None.
@@ -158,7 +228,11 @@ class Engine:
         if self.settings.api_key is not None:
             key = self.settings.api_key.reveal()
             if await self.store.find_api_key(crypto.hash_api_key(key)) is None:
-                await self._add_key(key, tenant_id=None, name="HOOKD_API_KEY")
+                try:
+                    await self._add_key(key, tenant_id=None, name="HOOKD_API_KEY")
+                except errors.StoreError:  # another process (PostgreSQL) added it meanwhile
+                    if await self.store.find_api_key(crypto.hash_api_key(key)) is None:
+                        raise
             return None
         if any(
             k.tenant_id is None and k.revoked_at is None
@@ -204,9 +278,16 @@ class Engine:
         description: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         status: EndpointStatus = EndpointStatus.ACTIVE,
+        filter: Mapping[str, Any] | None = None,
+        rate_limit: Mapping[str, Any] | EndpointRateLimit | None = None,
     ) -> tuple[Endpoint, str]:
-        """Create an endpoint; returns it and its signing secret (shown once)."""
+        """Create an endpoint; returns it and its signing secret (shown once).
+
+        `filter` (a JSON object) is stored as given and not evaluated yet; `rate_limit`
+        (`{"per_second", "burst"}`) is stored and enforced from issue 5 on.
+        """
         check = _Checker()
+        check.run(tenants.validate_tenant_id, tenant_id, "tenant_id")
         now = time.time()
         secret_value = secret if secret is not None else signing.generate_secret()
         endpoint = Endpoint(
@@ -225,6 +306,8 @@ class Engine:
             name=check.text(name, "name"),
             description=check.text(description, "description"),
             metadata=check.metadata(metadata or {}),
+            filter=check.filter(filter),
+            rate_limit=check.rate_limit(rate_limit),
             status=status,
             created_at=now,
             updated_at=now,
@@ -259,6 +342,8 @@ class Engine:
         description: str | _Unset | None = UNSET,
         metadata: Mapping[str, Any] | _Unset = UNSET,
         status: EndpointStatus | _Unset = UNSET,
+        filter: Mapping[str, Any] | _Unset | None = UNSET,
+        rate_limit: Mapping[str, Any] | EndpointRateLimit | _Unset | None = UNSET,
     ) -> Endpoint:
         """Change the given fields. Pausing or disabling parks deliveries; activating resumes."""
         current = await self.get_endpoint(tenant_id, endpoint_id)
@@ -284,6 +369,10 @@ class Engine:
             changes["description"] = check.text(description, "description")
         if not isinstance(metadata, _Unset):
             changes["metadata"] = check.metadata(metadata)
+        if not isinstance(filter, _Unset):
+            changes["filter"] = check.filter(filter)
+        if not isinstance(rate_limit, _Unset):
+            changes["rate_limit"] = check.rate_limit(rate_limit)
         if not isinstance(status, _Unset) and status is not current.status:
             changes["status"] = status
             changes["status_reason"] = (
@@ -298,7 +387,9 @@ class Engine:
         check.raise_if_any("invalid endpoint")
         if not changes:
             return current
-        updated = dataclasses.replace(current, updated_at=time.time(), **changes)
+        now = time.time()
+        changes["secrets"] = rotation.prune(current.secrets, now)  # drop expired secrets
+        updated = dataclasses.replace(current, updated_at=now, **changes)
         await self.store.update_endpoint(updated)
         if self.worker is not None and updated.status is EndpointStatus.ACTIVE:
             self.worker.notify()
@@ -307,6 +398,80 @@ class Engine:
     async def delete_endpoint(self, tenant_id: str | None, endpoint_id: str) -> None:
         if not await self.store.delete_endpoint(tenant_id, endpoint_id):
             raise errors.NotFound("endpoint", endpoint_id)
+
+    # endpoint operations -----------------------------------------------------------------------
+    async def pause_endpoint(self, tenant_id: str | None, endpoint_id: str) -> Endpoint:
+        """Stop delivering: pending deliveries park until the endpoint resumes."""
+        return await self.update_endpoint(tenant_id, endpoint_id, status=EndpointStatus.PAUSED)
+
+    async def resume_endpoint(self, tenant_id: str | None, endpoint_id: str) -> Endpoint:
+        """Deliver again (a paused or disabled endpoint); parked deliveries are due at once."""
+        return await self.update_endpoint(tenant_id, endpoint_id, status=EndpointStatus.ACTIVE)
+
+    async def rotate_secret(
+        self,
+        tenant_id: str | None,
+        endpoint_id: str,
+        *,
+        grace_period: float = rotation.DEFAULT_GRACE,
+        secret: str | None = None,
+    ) -> tuple[Endpoint, str, float]:
+        """Sign with a new secret (given, or generated) from now on, and with the old ones too
+        for `grace_period` seconds. Returns the endpoint, the new secret (to show once) and when
+        the old secrets stop being used."""
+        current = await self.get_endpoint(tenant_id, endpoint_id)
+        new = signing.generate_secret() if secret is None else signing.validate_new_secret(secret)
+        now = time.time()
+        secrets = rotation.rotate(current.secrets, new, now=now, grace=grace_period)
+        updated = dataclasses.replace(current, secrets=secrets, updated_at=now)
+        await self.store.update_endpoint(updated)
+        return updated, new, now + grace_period
+
+    async def send_test(
+        self,
+        tenant_id: str | None,
+        endpoint_id: str,
+        *,
+        event_type: str = probe.DEFAULT_EVENT_TYPE,
+        payload: Mapping[str, Any] | None = None,
+    ) -> probe.ProbeResult:
+        """Send one synthetic signed event to the endpoint now, whatever its status (see
+        hookd.delivery.probe: nothing is stored). The endpoint is looked up first, so a foreign
+        or unknown id is `NotFound` before anything is checked or sent."""
+        endpoint = await self.get_endpoint(tenant_id, endpoint_id)
+        event = self.make_event(
+            endpoint.tenant_id, event_type, {"test": True} if payload is None else payload
+        )
+        return await probe.send_test(self._sender, endpoint, event.type, event.payload)
+
+    async def get_stats(
+        self, tenant_id: str | None, *, window: float, top: int = 10
+    ) -> stats.Stats:
+        """Deliveries created and attempts started in the last `window` seconds (hookd.stats)."""
+        return await self._stats(tenant_id, None, window, top)
+
+    async def get_endpoint_stats(
+        self, tenant_id: str | None, endpoint_id: str, *, window: float
+    ) -> stats.Stats:
+        endpoint = await self.get_endpoint(tenant_id, endpoint_id)
+        return await self._stats(tenant_id, endpoint.id, window, stats.MAX_TOP)
+
+    async def _stats(
+        self, tenant_id: str | None, endpoint_id: str | None, window: float, top: int
+    ) -> stats.Stats:
+        check = _Checker()
+        if not 0 < window <= stats.MAX_WINDOW:
+            check.add("window", f"must be more than 0 and at most {stats.MAX_WINDOW:.0f} seconds")
+        if not 1 <= top <= stats.MAX_TOP:
+            check.add("top", f"must be 1..{stats.MAX_TOP}")
+        check.raise_if_any("invalid stats request")
+        until = time.time()
+        since = until - window
+        counts = await self.store.count_deliveries(tenant_id, since=since, endpoint_id=endpoint_id)
+        sample = await self.store.sample_attempts(
+            tenant_id, since=since, endpoint_id=endpoint_id, limit=stats.SAMPLE
+        )
+        return stats.summarize(counts, sample, since=since, until=until, top=top)
 
     # events ------------------------------------------------------------------------------------
     def make_event(
@@ -318,13 +483,18 @@ class Engine:
         idempotency_key: str | None = None,
         occurred_at: float | None = None,
     ) -> Event:
-        """Validate one event and build its record (no I/O)."""
+        """Validate one event and build its record (no I/O; the type's schema is checked by
+        `publish`)."""
         check = _Checker()
+        check.run(tenants.validate_tenant_id, tenant_id, "tenant_id")
         check.run(patterns.validate_event_type, event_type, "type")
         if not isinstance(payload, Mapping):
             check.add("payload", "must be a JSON object")
         if idempotency_key is not None and not 0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
             check.add("idempotency_key", f"must be 1..{MAX_IDEMPOTENCY_KEY} characters")
+        if occurred_at is not None and not 0 <= occurred_at < MAX_TIMESTAMP:
+            # outside it the RFC 3339 `timestamp` of the body cannot be written
+            check.add("occurred_at", "must be between 1970-01-01 and 9999-12-31 (UTC)")
         check.raise_if_any("invalid event")
         try:
             body = orjson.dumps(payload)
@@ -354,7 +524,13 @@ class Engine:
         idempotency_key: str | None = None,
         occurred_at: float | None = None,
     ) -> PublishResult:
-        """Persist the event and its deliveries in one transaction: on return, it is durable."""
+        """Persist the event and its deliveries in one transaction: on return, it is durable.
+
+        The payload must match its type's schema (every violation is listed, at
+        `payload/<JSON pointer>`); an archived type, or an undeclared one when
+        `allow_unknown_event_types` is off, is refused. A repeat of an idempotency key within
+        `idempotency_ttl` returns the first event (`duplicate=True`).
+        """
         event = self.make_event(
             tenant_id,
             event_type,
@@ -362,16 +538,233 @@ class Engine:
             idempotency_key=idempotency_key,
             occurred_at=occurred_at,
         )
-        (result,) = await self.store.publish([event])
+        problems = await self._type_problems(tenant_id, [(event_type, payload)], lambda _: "")
+        if problems:
+            raise errors.ValidationError("the event does not match its type", problems)
+        (result,) = await self.store.publish([event], idempotent_since=self._idempotent_since())
+        self.counters.event_published(0 if result.duplicate else 1)
         if self.worker is not None and result.deliveries and not result.duplicate:
             self.worker.notify()
         return result
+
+    async def publish_batch(
+        self, tenant_id: str, items: Sequence[EventInput]
+    ) -> list[PublishResult]:
+        """Publish 1..`MAX_BATCH` events all or nothing: every item is validated first, and any
+        problem refuses the whole batch (`ValidationError`, paths `events[i].…`; an oversized
+        payload is one of those problems); otherwise one transaction stores them all."""
+        tenants.validate_tenant_id(tenant_id)
+        if not 1 <= len(items) <= MAX_BATCH:
+            raise errors.ValidationError(
+                "invalid batch", [Problem("events", f"must hold 1..{MAX_BATCH} events")]
+            )
+        problems: list[Problem] = []
+        events: list[Event] = []
+        typed: list[tuple[int, str, Mapping[str, Any]]] = []
+        for index, item in enumerate(items):
+            where = f"events[{index}]."
+            try:
+                event = self.make_event(
+                    tenant_id,
+                    item.type,
+                    item.payload,
+                    idempotency_key=item.idempotency_key,
+                    occurred_at=item.occurred_at,
+                )
+            except errors.ValidationError as exc:
+                problems.extend(
+                    dataclasses.replace(p, path=where + p.path)
+                    for p in exc.problems or [Problem("", exc.message)]
+                )
+                continue
+            except errors.PayloadTooLarge as exc:
+                problems.append(Problem(where + "payload", str(exc)))
+                continue
+            events.append(event)
+            typed.append((index, item.type, item.payload))
+        problems.extend(
+            await self._type_problems(
+                tenant_id,
+                [(name, payload) for _, name, payload in typed],
+                lambda i: f"events[{typed[i][0]}].",
+            )
+        )
+        if problems:
+            count = len(problems)
+            if count > MAX_BATCH_PROBLEMS:
+                problems = problems[:MAX_BATCH_PROBLEMS]
+                problems.append(Problem("events", f"{count - MAX_BATCH_PROBLEMS} more not listed"))
+            raise errors.ValidationError(
+                f"invalid batch: nothing was published ({count} problems)", problems
+            )
+        results = await self.store.publish(events, idempotent_since=self._idempotent_since())
+        self.counters.event_published(sum(1 for r in results if not r.duplicate))
+        if self.worker is not None and any(r.deliveries and not r.duplicate for r in results):
+            self.worker.notify()
+        return results
+
+    def _idempotent_since(self) -> float:
+        return time.time() - self.settings.idempotency_ttl
+
+    async def _type_problems(
+        self,
+        tenant_id: str,
+        items: Sequence[tuple[str, Mapping[str, Any]]],
+        prefix: Callable[[int], str],
+    ) -> list[Problem]:
+        """What is wrong with publishing each (type, payload) of `items` under the tenant's
+        event types; `prefix(i)` starts the paths of item i's problems (`""`, `events[3].`)."""
+        if not items:
+            return []
+        declared = await self.store.event_types_by_name(tenant_id, {name for name, _ in items})
+        problems: list[Problem] = []
+        for index, (name, payload) in enumerate(items):
+            where = prefix(index)
+            event_type = declared.get(name)
+            if event_type is None:
+                if not self.settings.allow_unknown_event_types:
+                    problems.append(
+                        Problem(
+                            where + "type",
+                            f"unknown event type {name!r}: declare it first (POST /v1/event-types)",
+                        )
+                    )
+                continue
+            if event_type.archived:
+                problems.append(Problem(where + "type", f"event type {name!r} is archived"))
+                continue
+            if event_type.schema is not None:
+                validator = self._validator(event_type)
+                problems.extend(
+                    Problem(f"{where}payload{p.path}", p.message)
+                    for p in schemas.violations(validator, payload)
+                )
+        return problems
+
+    def _validator(self, event_type: EventType) -> Draft202012Validator:
+        """The compiled schema of an event type, cached by (tenant, name, updated_at)."""
+        assert event_type.schema is not None
+        key = (event_type.tenant_id, event_type.name, event_type.updated_at)
+        validator = self._validators.get(key)
+        if validator is None:
+            validator = schemas.compile_schema(event_type.schema)
+            self._validators[key] = validator
+            if len(self._validators) > VALIDATOR_CACHE:
+                self._validators.popitem(last=False)
+        else:
+            self._validators.move_to_end(key)
+        return validator
 
     async def get_event(self, tenant_id: str | None, event_id: str) -> Event:
         event = await self.store.get_event(tenant_id, event_id)
         if event is None:
             raise errors.NotFound("event", event_id)
         return event
+
+    async def list_events(
+        self,
+        tenant_id: str | None,
+        filter: EventFilter,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[Event]:
+        """Events newest first; `tenant_id` None: every tenant's."""
+        return await self.store.list_events(tenant_id, filter, limit=_limit(limit), cursor=cursor)
+
+    # event types -------------------------------------------------------------------------------
+    async def create_event_type(
+        self,
+        tenant_id: str,
+        *,
+        name: str,
+        description: str | None = None,
+        schema: Mapping[str, Any] | None = None,
+        example: Mapping[str, Any] | None = None,
+        archived: bool = False,
+    ) -> EventType:
+        """Declare an event type: its payload schema (JSON Schema draft 2020-12) and an example
+        that must match it. `Conflict` when the tenant already has a type of that name."""
+        check = _Checker()
+        check.run(tenants.validate_tenant_id, tenant_id, "tenant_id")
+        check.run(patterns.validate_event_type, name, "name")
+        check.text(description, "description")
+        check.schema_and_example(schema, example)
+        check.raise_if_any("invalid event type")
+        now = time.time()
+        event_type = EventType(
+            id=ids.new_id(ids.EVENT_TYPE, now=now),
+            tenant_id=tenant_id,
+            name=name,
+            description=description,
+            schema=schema,
+            example=example,
+            archived=archived,
+            created_at=now,
+            updated_at=now,
+        )
+        await self.store.create_event_type(event_type)
+        return event_type
+
+    async def get_event_type(self, tenant_id: str, name: str) -> EventType:
+        """The tenant's event type of this name, archived or not."""
+        event_type = await self.store.get_event_type(tenant_id, name)
+        if event_type is None:
+            raise errors.NotFound("event type", name)
+        return event_type
+
+    async def list_event_types(
+        self,
+        tenant_id: str | None,
+        *,
+        include_archived: bool = False,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page[EventType]:
+        return await self.store.list_event_types(
+            tenant_id, include_archived=include_archived, limit=_limit(limit), cursor=cursor
+        )
+
+    async def update_event_type(
+        self,
+        tenant_id: str,
+        name: str,
+        *,
+        description: str | _Unset | None = UNSET,
+        schema: Mapping[str, Any] | _Unset | None = UNSET,
+        example: Mapping[str, Any] | _Unset | None = UNSET,
+        archived: bool | _Unset = UNSET,
+    ) -> EventType:
+        """Change the given fields (None clears description, schema, example). The example kept
+        or given must match the schema kept or given."""
+        current = await self.get_event_type(tenant_id, name)
+        check = _Checker()
+        changes: dict[str, Any] = {}
+        if not isinstance(description, _Unset):
+            changes["description"] = check.text(description, "description")
+        if not isinstance(schema, _Unset):
+            changes["schema"] = schema
+        if not isinstance(example, _Unset):
+            changes["example"] = example
+        if not isinstance(archived, _Unset):
+            changes["archived"] = archived
+        if "schema" in changes or "example" in changes:
+            check.schema_and_example(
+                changes.get("schema", current.schema), changes.get("example", current.example)
+            )
+        check.raise_if_any("invalid event type")
+        if all(getattr(current, field) == value for field, value in changes.items()):
+            return current
+        # strictly later than the last version, so a cached validator never outlives its schema
+        now = max(time.time(), math.nextafter(current.updated_at, math.inf))
+        updated = dataclasses.replace(current, updated_at=now, **changes)
+        await self.store.update_event_type(updated)
+        return updated
+
+    async def archive_event_type(self, tenant_id: str, name: str) -> EventType:
+        """Archive an event type (a soft delete; idempotent): it stays readable, publishing to it
+        is refused, and `update_event_type(archived=False)` brings it back."""
+        return await self.update_event_type(tenant_id, name, archived=True)
 
     # deliveries and dead letters ---------------------------------------------------------------
     async def list_deliveries(
@@ -454,6 +847,17 @@ class Engine:
                 updated_before=time.time() - older_than,
             ),
         )
+
+
+def default_store(settings: Settings) -> Store:
+    """PostgreSQL when `database_url` is set, else SQLite at `db_path`."""
+    if settings.database_url is not None:
+        from hookd.store.postgres import PostgresStore  # here: SQLite users never load asyncpg
+
+        return PostgresStore.from_settings(settings)
+    return SqliteStore(
+        settings.db_path, settings.load_secret_box(), synchronous=settings.sqlite_synchronous
+    )
 
 
 def _limit(limit: int) -> int:
@@ -552,3 +956,77 @@ class _Checker:
         if size > MAX_METADATA_BYTES:
             self.add("metadata", f"at most {MAX_METADATA_BYTES} bytes of JSON")
         return dict(value)
+
+    def filter(self, value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            self.add("filter", "must be a JSON object or null")
+            return None
+        try:
+            size = schemas.encoded_size(value)
+        except (TypeError, ValueError) as exc:
+            self.add("filter", f"must be JSON: {exc}")
+            return None
+        if size > MAX_FILTER_BYTES:
+            self.add("filter", f"at most {MAX_FILTER_BYTES} bytes of JSON")
+        return dict(value)
+
+    def rate_limit(
+        self, value: Mapping[str, Any] | EndpointRateLimit | None
+    ) -> EndpointRateLimit | None:
+        data: Mapping[str, Any]
+        if value is None:
+            return None
+        if isinstance(value, EndpointRateLimit):
+            data = {"per_second": value.per_second, "burst": value.burst}
+        elif isinstance(value, Mapping):
+            data = value
+        else:
+            self.add("rate_limit", 'must be {"per_second": number, "burst": integer} or null')
+            return None
+        unknown = sorted(set(data) - {"per_second", "burst"})
+        for name in unknown:
+            self.add(f"rate_limit.{name}", "is not a known field")
+        per_second, burst = data.get("per_second"), data.get("burst")
+        ok = True
+        if (
+            isinstance(per_second, bool)
+            or not isinstance(per_second, int | float)
+            or not 0 < per_second <= MAX_RATE
+        ):
+            self.add("rate_limit.per_second", f"must be a number more than 0, at most {MAX_RATE}")
+            ok = False
+        if isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= MAX_RATE:
+            self.add("rate_limit.burst", f"must be an integer 1..{MAX_RATE}")
+            ok = False
+        if not ok or unknown:
+            return None
+        assert isinstance(per_second, int | float) and isinstance(burst, int)
+        return EndpointRateLimit(per_second=float(per_second), burst=burst)
+
+    def schema_and_example(self, schema: object, example: object) -> None:
+        """An event type's schema must be a usable JSON Schema, and its example a JSON object
+        that matches it."""
+        validator = None
+        if schema is not None:
+            problems = schemas.check_schema(schema)
+            self.problems.extend(Problem("schema" + p.path, p.message) for p in problems)
+            if not problems:
+                assert isinstance(schema, Mapping)
+                validator = schemas.compile_schema(schema)
+        if example is None:
+            return
+        if not isinstance(example, Mapping):
+            self.add("example", "must be a JSON object or null")
+            return
+        try:
+            schemas.encoded_size(example)
+        except (TypeError, ValueError) as exc:
+            self.add("example", f"must be JSON: {exc}")
+            return
+        if validator is not None:
+            self.problems.extend(
+                Problem("example" + p.path, p.message)
+                for p in schemas.violations(validator, example)
+            )

@@ -117,7 +117,7 @@ async def _serve_worker(settings: Settings, stop: _StopSignal, console: Console)
             Text.assemble(
                 ("hookd worker ", "bold"),
                 (__version__, "dim"),
-                f" · database {settings.db_path.resolve()}",
+                f" · database {settings.database_label()}",
             ),
             soft_wrap=True,
         )
@@ -185,6 +185,8 @@ def bind(host: str, port: int) -> socket.socket:
 
 def migrate_database(settings: Settings) -> int:
     """Open the database (which applies pending migrations), close it; the schema version."""
+    if settings.database_url is not None:
+        return asyncio.run(_migrate_postgres(settings))
 
     async def run() -> int:
         store = SqliteStore(
@@ -197,6 +199,17 @@ def migrate_database(settings: Settings) -> int:
             await store.close()
 
     return asyncio.run(run())
+
+
+async def _migrate_postgres(settings: Settings) -> int:
+    from hookd.store.postgres import PostgresStore  # here: SQLite users never load asyncpg
+
+    store = PostgresStore.from_settings(settings)
+    await store.open()
+    try:
+        return await store.schema_version()
+    finally:
+        await store.close()
 
 
 def _schema_version(settings: Settings) -> int:
@@ -219,7 +232,7 @@ def _startup_line(url: str, settings: Settings, *, worker: bool) -> Text:
         (__version__, "dim"),
         " listening on ",
         (url, "bold cyan"),
-        f" · database {settings.db_path.resolve()} · worker ",
+        f" · database {settings.database_label()} · worker ",
         ("on", "green") if worker else ("off", "yellow"),
         (" · Ctrl-C to stop", "dim"),
     )

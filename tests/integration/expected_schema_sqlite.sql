@@ -1,7 +1,15 @@
 -- index attempts_by_delivery
 CREATE INDEX attempts_by_delivery ON attempts (delivery_id, number);
+-- index attempts_by_endpoint_started
+CREATE INDEX attempts_by_endpoint_started ON attempts (endpoint_id, started_at, duration_ms);
+-- index attempts_by_started
+CREATE INDEX attempts_by_started ON attempts (started_at, endpoint_id, duration_ms);
+-- index deliveries_by_created
+CREATE INDEX deliveries_by_created ON deliveries (created_at);
 -- index deliveries_by_endpoint
 CREATE INDEX deliveries_by_endpoint ON deliveries (endpoint_id, status);
+-- index deliveries_by_endpoint_created
+CREATE INDEX deliveries_by_endpoint_created ON deliveries (endpoint_id, created_at);
 -- index deliveries_by_event
 CREATE INDEX deliveries_by_event ON deliveries (event_id);
 -- index deliveries_by_status
@@ -13,11 +21,17 @@ CREATE INDEX deliveries_due ON deliveries (next_attempt_at)
     WHERE status IN ('pending', 'sending');
 -- index endpoints_by_tenant
 CREATE INDEX endpoints_by_tenant ON endpoints (tenant_id, id);
+-- index event_types_by_name
+CREATE UNIQUE INDEX event_types_by_name ON event_types (tenant_id, name);
+-- index event_types_by_tenant
+CREATE INDEX event_types_by_tenant ON event_types (tenant_id, id);
 -- index events_by_idempotency_key
-CREATE UNIQUE INDEX events_by_idempotency_key ON events (tenant_id, idempotency_key)
+CREATE INDEX events_by_idempotency_key ON events (tenant_id, idempotency_key, created_at)
     WHERE idempotency_key IS NOT NULL;
 -- index events_by_tenant
 CREATE INDEX events_by_tenant ON events (tenant_id, id);
+-- index events_by_tenant_type
+CREATE INDEX events_by_tenant_type ON events (tenant_id, type, id);
 -- table api_keys
 CREATE TABLE api_keys (
     id          TEXT PRIMARY KEY,
@@ -78,6 +92,18 @@ CREATE TABLE endpoints (
     metadata      TEXT NOT NULL,            
     created_at    REAL NOT NULL,
     updated_at    REAL NOT NULL
+, filter TEXT, rate_limit TEXT) STRICT;
+-- table event_types
+CREATE TABLE event_types (
+    id          TEXT PRIMARY KEY,
+    tenant_id   TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    description TEXT,
+    schema      TEXT,                       
+    example     TEXT,                       
+    archived    INTEGER NOT NULL DEFAULT 0,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
 ) STRICT;
 -- table events
 CREATE TABLE events (

@@ -128,8 +128,24 @@ V1_ROUTES = {
     ("GET", "/v1/endpoints/{endpoint_id}"),
     ("PATCH", "/v1/endpoints/{endpoint_id}"),
     ("DELETE", "/v1/endpoints/{endpoint_id}"),
+    ("POST", "/v1/endpoints/{endpoint_id}/pause"),
+    ("POST", "/v1/endpoints/{endpoint_id}/resume"),
+    ("POST", "/v1/endpoints/{endpoint_id}/secret/rotate"),
+    ("POST", "/v1/endpoints/{endpoint_id}/test"),
+    ("GET", "/v1/endpoints/{endpoint_id}/stats"),
+    ("GET", "/v1/stats"),
     ("POST", "/v1/events"),
+    ("POST", "/v1/events/batch"),
+    ("GET", "/v1/events"),
     ("GET", "/v1/events/{event_id}"),
+    ("POST", "/v1/event-types"),
+    ("GET", "/v1/event-types"),
+    ("GET", "/v1/event-types/{name}"),
+    ("PATCH", "/v1/event-types/{name}"),
+    ("DELETE", "/v1/event-types/{name}"),
+    ("POST", "/v1/keys"),
+    ("GET", "/v1/keys"),
+    ("DELETE", "/v1/keys/{key_id}"),
     ("GET", "/v1/deliveries"),
     ("GET", "/v1/deliveries/{delivery_id}"),
     ("POST", "/v1/deliveries/{delivery_id}/retry"),
@@ -461,6 +477,7 @@ async def test_get_event(client: httpx.AsyncClient) -> None:
     event = (await client.get(f"/v1/events/{event_id}")).json()
     assert event == {
         "id": event_id,
+        "tenant_id": "default",
         "type": "order.filled",
         "payload": {"qty": 3, "nested": {"ok": True}, "list": [1, "a", None]},
         "occurred_at": "2024-05-01T12:00:00.000Z",
@@ -709,7 +726,7 @@ async def test_openapi_lists_every_route(anonymous: httpx.AsyncClient) -> None:
         for path, operations in document["paths"].items()
         for method in operations
     }
-    assert documented == V1_ROUTES | {("GET", "/healthz"), ("GET", "/readyz")}
+    assert documented == V1_ROUTES | {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 
     scheme = document["components"]["securitySchemes"]["ApiKey"]
     assert scheme["type"] == "http"

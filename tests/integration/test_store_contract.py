@@ -10,30 +10,38 @@ from pathlib import Path
 import pytest
 
 from hookd import crypto
-from hookd.domain import ids
+from hookd.domain import errors, ids
 from hookd.domain.models import (
     DEFAULT_TENANT,
     Attempt,
     AttemptResult,
     DeliveryStatus,
     Endpoint,
+    EndpointRateLimit,
     EndpointSecret,
     EndpointStatus,
     Event,
+    EventType,
     Secret,
 )
 from hookd.policy import retry
 from hookd.store.memory import MemoryStore
-from hookd.store.port import ApiKey, DeliveryFilter, Store
+from hookd.store.port import ApiKey, DeliveryFilter, EventFilter, QueueCounts, Store
+from hookd.store.postgres import PostgresStore
 from hookd.store.sqlite import SqliteStore
 
 OTHER = "tenant-b"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     if request.param == "memory":
         adapter: Store = MemoryStore()
+    elif request.param == "postgres":  # a fresh schema per test (tests/support/postgres.py)
+        schema = request.getfixturevalue("postgres_schema")
+        adapter = PostgresStore(
+            schema.url, crypto.SecretBox(crypto.generate_key()), schema=schema.name
+        )
     else:
         adapter = SqliteStore(tmp_path / "store.db", crypto.SecretBox(crypto.generate_key()))
     await adapter.open()
@@ -257,6 +265,12 @@ async def test_release_and_recover(store: Store) -> None:
     a, _b = await store.claim(worker_id="w", limit=2, now=now, lease_seconds=300)
     assert await store.release(worker_id="other", delivery_ids=[a.id], now=now) == 0
     assert await store.release(worker_id="w", delivery_ids=[a.id], now=now) == 1
+    if isinstance(store, PostgresStore):  # many processes: b's owner may live; its lease expires
+        assert await store.recover(now=now) == 0
+        assert len(await store.claim(worker_id="w2", limit=5, now=now, lease_seconds=900)) == 1
+        later = await store.claim(worker_id="w3", limit=5, now=now + 301, lease_seconds=30)
+        assert [c.id for c in later] == [_b.id]
+        return
     assert await store.recover(now=now) == 1  # b: its owner is gone (a single-process store)
     assert len(await store.claim(worker_id="w2", limit=5, now=now, lease_seconds=30)) == 2
 
@@ -319,3 +333,274 @@ async def test_api_keys(store: Store) -> None:
     assert await store.find_api_key("h" * 64) == key
     assert await store.find_api_key("x" * 64) is None
     assert await store.list_api_keys(None) == [key]
+
+
+# stats and metrics (issue 3) ------------------------------------------------------------------
+async def _attempted(
+    store: Store, delivery_id: str, endpoint_id: str, status: DeliveryStatus, *, ms: float
+) -> None:
+    """Claim `delivery_id` and record one attempt of `ms` milliseconds ending in `status`."""
+    now = time.time()
+    claimed = await store.claim(worker_id="w", limit=100, now=now, lease_seconds=60)
+    assert delivery_id in {c.id for c in claimed}
+    others = [c.id for c in claimed if c.id != delivery_id]
+    await store.release(worker_id="w", delivery_ids=others, now=now)
+    result = result_for(delivery_id, endpoint_id, status, next_at=now + 3600)
+    attempt = dataclasses.replace(result.attempt, duration_ms=ms, started_at=now)
+    await store.record(
+        worker_id="w", results=[dataclasses.replace(result, attempt=attempt)], now=now
+    )
+
+
+async def test_count_deliveries_groups_by_endpoint_type_and_status(store: Store) -> None:
+    a, b, foreign = make_endpoint(), make_endpoint(), make_endpoint(tenant=OTHER)
+    for endpoint in (a, b, foreign):
+        await store.create_endpoint(endpoint)
+    before = time.time() - 1
+    await store.publish([make_event("order.filled"), make_event("order.filled")])
+    await store.publish([make_event("user.created"), make_event("x.y", tenant=OTHER)])
+    first = (await store.list_deliveries(None, DeliveryFilter(endpoint_id=a.id), limit=10)).items
+    await _attempted(store, first[0].id, a.id, DeliveryStatus.DELIVERED, ms=5.0)
+
+    counts = await store.count_deliveries(DEFAULT_TENANT, since=before)
+    table = {(c.endpoint_id, c.event_type, c.status): c.count for c in counts}
+    pending, delivered = DeliveryStatus.PENDING, DeliveryStatus.DELIVERED
+    first_type = first[0].event_type
+    assert table.pop((a.id, first_type, delivered)) == 1
+    expected_a = {"order.filled": 2, "user.created": 1}
+    expected_a[first_type] -= 1
+    for event_type, n in expected_a.items():
+        if n:
+            assert table.pop((a.id, event_type, pending)) == n
+    assert table == {(b.id, "order.filled", pending): 2, (b.id, "user.created", pending): 1}
+    assert all(c.count > 0 for c in counts)
+
+    everyone = await store.count_deliveries(None, since=before)
+    assert sum(c.count for c in everyone) == 7
+    only_b = await store.count_deliveries(DEFAULT_TENANT, since=before, endpoint_id=b.id)
+    assert {c.endpoint_id for c in only_b} == {b.id}
+    assert await store.count_deliveries(OTHER, since=before, endpoint_id=a.id) == []
+    assert await store.count_deliveries(None, since=time.time() + 60) == []
+
+
+async def test_sample_attempts_counts_all_and_samples_the_latest(store: Store) -> None:
+    a, foreign = make_endpoint(), make_endpoint(tenant=OTHER)
+    await store.create_endpoint(a)
+    await store.create_endpoint(foreign)
+    before = time.time() - 1
+    await store.publish([make_event() for _ in range(3)] + [make_event(tenant=OTHER)])
+    mine = (await store.list_deliveries(DEFAULT_TENANT, DeliveryFilter(), limit=10)).items
+    theirs = (await store.list_deliveries(OTHER, DeliveryFilter(), limit=10)).items
+    for delivery, ms in zip(sorted(mine, key=lambda d: d.id), (10.0, 20.0, 30.0), strict=True):
+        await _attempted(store, delivery.id, a.id, DeliveryStatus.DELIVERED, ms=ms)
+    await _attempted(store, theirs[0].id, foreign.id, DeliveryStatus.DEAD, ms=1000.0)
+
+    sample = await store.sample_attempts(DEFAULT_TENANT, since=before, limit=2)
+    assert sample.count == 3
+    assert sample.total_ms == pytest.approx(60.0)
+    assert sorted(sample.durations_ms) == [20.0, 30.0]  # the two latest
+    everyone = await store.sample_attempts(None, since=before, limit=100)
+    assert everyone.count == 4 and sorted(everyone.durations_ms)[-1] == 1000.0
+    of_foreign = await store.sample_attempts(None, since=before, endpoint_id=foreign.id, limit=9)
+    assert (of_foreign.count, of_foreign.durations_ms) == (1, [1000.0])
+    hidden = await store.sample_attempts(
+        DEFAULT_TENANT, since=before, endpoint_id=foreign.id, limit=9
+    )
+    assert (hidden.count, hidden.total_ms, hidden.durations_ms) == (0, 0.0, [])
+    later = await store.sample_attempts(None, since=time.time() + 60, limit=9)
+    assert (later.count, later.total_ms, later.durations_ms) == (0, 0.0, [])
+
+
+async def test_queue_counts(store: Store) -> None:
+    active, paused = make_endpoint(), make_endpoint(status=EndpointStatus.PAUSED)
+    await store.create_endpoint(active)
+    await store.create_endpoint(paused)
+    assert await store.queue_counts(now=time.time()) == QueueCounts(0, 0, 0, 0)
+    await store.publish([make_event() for _ in range(4)])  # 4 pending, 4 parked
+    now = time.time()
+    assert await store.queue_counts(now=now) == QueueCounts(due=4, pending=4, sending=0, parked=4)
+    claimed = await store.claim(worker_id="w", limit=1, now=now, lease_seconds=60)
+    assert await store.queue_counts(now=now) == QueueCounts(due=3, pending=3, sending=1, parked=4)
+    # a retry scheduled later is pending but not due
+    await store.record(
+        worker_id="w",
+        results=[result_for(claimed[0].id, active.id, DeliveryStatus.PENDING, next_at=now + 600)],
+        now=now,
+    )
+    assert await store.queue_counts(now=now) == QueueCounts(due=3, pending=4, sending=0, parked=4)
+    # an expired lease is due again
+    await store.claim(worker_id="w", limit=1, now=now, lease_seconds=60)
+    assert (await store.queue_counts(now=now + 120)).due == 3
+
+
+# tenancy, event types, event lists, idempotency window (issue 3) -----------------------------
+def make_key(tenant: str | None, key_hash: str) -> ApiKey:
+    return ApiKey(
+        id=ids.new_id(ids.API_KEY),
+        prefix="hk_" + key_hash[:4],
+        key_hash=key_hash,
+        tenant_id=tenant,
+        name=None,
+        created_at=time.time(),
+    )
+
+
+def make_event_type(
+    name: str = "order.filled", tenant: str = DEFAULT_TENANT, *, archived: bool = False
+) -> EventType:
+    now = time.time()
+    return EventType(
+        id=ids.new_id(ids.EVENT_TYPE),
+        tenant_id=tenant,
+        name=name,
+        description="an order was filled",
+        schema={"type": "object", "required": ["id"]},
+        example={"id": 1},
+        archived=archived,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def test_api_keys_get_list_and_revoke_by_tenant(store: Store) -> None:
+    admin, acme, other = (
+        make_key(None, "a" * 64),
+        make_key("acme", "b" * 64),
+        make_key(OTHER, "c" * 64),
+    )
+    for key in (admin, acme, other):
+        await store.add_api_key(key)
+    assert await store.list_api_keys("acme") == [acme]
+    assert len(await store.list_api_keys(None)) == 3
+    assert await store.get_api_key("acme", acme.id) == acme
+    assert await store.get_api_key(None, acme.id) == acme
+    assert await store.get_api_key("acme", other.id) is None
+    assert await store.get_api_key("acme", admin.id) is None  # tenants never see admin keys
+
+    assert await store.revoke_api_key("acme", other.id, now=100.0) is None
+    assert (await store.get_api_key(None, other.id)) == other  # untouched
+    revoked = await store.revoke_api_key("acme", acme.id, now=100.0)
+    assert revoked == dataclasses.replace(acme, revoked_at=100.0)
+    assert await store.find_api_key(acme.key_hash) == revoked
+    again = await store.revoke_api_key(None, acme.id, now=200.0)
+    assert again is not None and again.revoked_at == 100.0  # the first revocation stands
+    assert await store.revoke_api_key(None, "key_missing", now=1.0) is None
+
+
+async def test_event_types_round_trip_and_unique_per_tenant(store: Store) -> None:
+    filled = make_event_type()
+    await store.create_event_type(filled)
+    assert await store.get_event_type(DEFAULT_TENANT, "order.filled") == filled
+    assert await store.get_event_type(OTHER, "order.filled") is None
+    with pytest.raises(errors.Conflict):
+        await store.create_event_type(make_event_type())
+    foreign = make_event_type(tenant=OTHER)  # the same name in another tenant is another type
+    await store.create_event_type(foreign)
+
+    changed = dataclasses.replace(
+        filled, description=None, schema=None, example=None, archived=True, updated_at=5.0
+    )
+    await store.update_event_type(changed)
+    assert await store.get_event_type(DEFAULT_TENANT, "order.filled") == changed
+    assert await store.get_event_type(OTHER, "order.filled") == foreign
+    with pytest.raises(errors.NotFound):
+        await store.update_event_type(make_event_type("never.created"))
+
+    await store.create_event_type(make_event_type("order.canceled"))
+    found = await store.event_types_by_name(
+        DEFAULT_TENANT, ["order.filled", "nope", "order.canceled"]
+    )
+    assert sorted(found) == ["order.canceled", "order.filled"]
+    assert found["order.filled"].archived  # archived ones are returned too
+    assert await store.event_types_by_name(OTHER, ["order.canceled"]) == {}
+    assert await store.event_types_by_name(DEFAULT_TENANT, []) == {}
+
+
+async def test_event_type_list_pages_and_hides_archived(store: Store) -> None:
+    made = [make_event_type(f"t.{i}") for i in range(5)]
+    for item in made:
+        await store.create_event_type(item)
+    await store.create_event_type(make_event_type("t.archived", archived=True))
+    await store.create_event_type(make_event_type("t.foreign", tenant=OTHER))
+
+    first = await store.list_event_types(DEFAULT_TENANT, include_archived=False, limit=3)
+    rest = await store.list_event_types(
+        DEFAULT_TENANT, include_archived=False, limit=3, cursor=first.next_cursor
+    )
+    assert [t.id for t in first.items + rest.items] == sorted((t.id for t in made), reverse=True)
+    assert rest.next_cursor is None
+    with_archived = await store.list_event_types(DEFAULT_TENANT, include_archived=True, limit=50)
+    assert len(with_archived.items) == 6
+    everyone = await store.list_event_types(None, include_archived=True, limit=50)
+    assert len(everyone.items) == 7
+
+
+async def test_list_events_filters_and_pages(store: Store) -> None:
+    base = time.time()
+    events = [
+        dataclasses.replace(make_event("order.filled"), created_at=base + i) for i in range(4)
+    ]
+    events.append(dataclasses.replace(make_event("user.created"), created_at=base + 10))
+    events.append(make_event("order.filled", tenant=OTHER))
+    await store.publish(events)
+
+    mine = await store.list_events(DEFAULT_TENANT, EventFilter(), limit=50)
+    assert [e.id for e in mine.items] == sorted((e.id for e in events[:5]), reverse=True)
+    assert mine.items[0].payload == b'{"n":1}'
+    assert len((await store.list_events(None, EventFilter(), limit=50)).items) == 6
+    filled = await store.list_events(DEFAULT_TENANT, EventFilter(type="order.filled"), limit=50)
+    assert len(filled.items) == 4
+    window = EventFilter(created_after=base + 1, created_before=base + 3)  # [1, 3)
+    assert {e.id for e in (await store.list_events(None, window, limit=50)).items} == {
+        events[1].id,
+        events[2].id,
+    }
+    first = await store.list_events(DEFAULT_TENANT, EventFilter(), limit=2)
+    second = await store.list_events(
+        DEFAULT_TENANT, EventFilter(), limit=2, cursor=first.next_cursor
+    )
+    third = await store.list_events(
+        DEFAULT_TENANT, EventFilter(), limit=2, cursor=second.next_cursor
+    )
+    assert [len(p.items) for p in (first, second, third)] == [2, 2, 1]
+    assert third.next_cursor is None
+
+
+async def test_idempotency_keys_expire_after_the_window(store: Store) -> None:
+    await store.create_endpoint(make_endpoint())
+    old = dataclasses.replace(make_event(key="k"), created_at=time.time() - 100)
+    (first,) = await store.publish([old])
+    # inside the window: the first event
+    (again,) = await store.publish([make_event(key="k")], idempotent_since=time.time() - 200)
+    assert again.duplicate and again.event.id == first.event.id and again.deliveries == 1
+    # outside it: a new event with the same key, which is the one later repeats match
+    (fresh,) = await store.publish([make_event(key="k")], idempotent_since=time.time() - 50)
+    assert not fresh.duplicate and fresh.event.id != first.event.id
+    (repeat,) = await store.publish([make_event(key="k")], idempotent_since=time.time() - 50)
+    assert repeat.duplicate and repeat.event.id == fresh.event.id
+    # no window: any earlier event with the key, the newest first
+    (forever,) = await store.publish([make_event(key="k")])
+    assert forever.duplicate and forever.event.id == fresh.event.id
+
+
+async def test_a_key_repeated_within_one_batch_is_one_event(store: Store) -> None:
+    first, second, other = await store.publish(
+        [make_event(key="b"), make_event(key="b"), make_event(key="c")], idempotent_since=0.0
+    )
+    assert not first.duplicate and second.duplicate and second.event.id == first.event.id
+    assert not other.duplicate
+    assert len((await store.list_events(None, EventFilter(), limit=10)).items) == 2
+
+
+async def test_endpoint_filter_and_rate_limit_round_trip(store: Store) -> None:
+    endpoint = dataclasses.replace(
+        make_endpoint(),
+        filter={"amount": {"gt": 10}, "currencies": ["BTC", "ETH"]},
+        rate_limit=EndpointRateLimit(per_second=2.5, burst=10),
+    )
+    await store.create_endpoint(endpoint)
+    assert await store.get_endpoint(None, endpoint.id) == endpoint
+    cleared = dataclasses.replace(endpoint, filter=None, rate_limit=None, updated_at=time.time())
+    await store.update_endpoint(cleared)
+    assert await store.get_endpoint(None, endpoint.id) == cleared
+    assert (await store.endpoints_by_id([endpoint.id]))[endpoint.id] == cleared

@@ -38,6 +38,9 @@ class ServeProcess:
             "HOOKD_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8",
             "HOOKD_CONFIG_DIR": str(tmp / "config"),
             "HOOKD_WORKER_POLL_INTERVAL": "0.05",
+            # these tests publish in bursts on purpose; rate limits have their own tests
+            "HOOKD_RATE_LIMIT_PER_KEY": "off",
+            "HOOKD_RATE_LIMIT_PER_IP": "off",
             **env,
         }
         self.proc: subprocess.Popen[bytes] | None = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import http.server
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from typer.testing import CliRunner, Result
 
 from hookd import __version__, credentials
 from hookd.cli import app
+from hookd.store.sql import load_migrations
 
 KEY = "hk_saved_for_the_stub_server_0123456789abcd"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -417,13 +419,147 @@ def test_endpoints_rm_yes(stub: Stub) -> None:
 
 @pytest.mark.parametrize(("command", "status"), [("pause", "paused"), ("resume", "active")])
 def test_endpoints_pause_and_resume(stub: Stub, command: str, status: str) -> None:
-    stub.reply("PATCH", "/v1/endpoints/ep_1", 200, {**ENDPOINT, "id": "ep_1", "status": status})
+    path = f"/v1/endpoints/ep_1/{command}"
+    stub.reply("POST", path, 200, {**ENDPOINT, "id": "ep_1", "status": status})
 
     result = remote(stub, "endpoints", command, "ep_1")
 
     assert result.exit_code == 0, result.output
-    assert stub.seen[0].json() == {"status": status}
+    assert (stub.seen[0].method, stub.seen[0].path, stub.seen[0].body) == ("POST", path, b"")
     assert status in result.stdout
+
+
+ROTATED = {"secret": SECRET, "expires_at": "2024-05-02T12:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    ("args", "body"),
+    [
+        ([], {"grace_period": 86400.0}),
+        (["--grace", "90m"], {"grace_period": 5400.0}),
+        (["--grace", "0", "--secret", SECRET], {"grace_period": 0.0, "secret": SECRET}),
+        (["--grace", "7d"], {"grace_period": 604800.0}),
+    ],
+)
+def test_endpoints_rotate_secret(stub: Stub, args: list[str], body: dict[str, Any]) -> None:
+    stub.reply("POST", "/v1/endpoints/ep_1/secret/rotate", 200, ROTATED)
+
+    result = remote(stub, "endpoints", "rotate-secret", "ep_1", *args)
+
+    assert result.exit_code == 0, result.output
+    assert stub.seen[0].json() == body
+    assert SECRET in result.stdout
+    assert "shown once" in result.stdout
+
+
+@pytest.mark.parametrize("grace", ["soon", "-1h", "nan", "1y"])
+def test_endpoints_rotate_secret_refuses_a_bad_grace(grace: str) -> None:
+    assert_usage_error(hookd("endpoints", "rotate-secret", "ep_1", "--grace", grace), "--grace")
+
+
+TESTED = {
+    "message_id": "test_01HZY0000000000000000000AA",
+    "event_type": "hookd.test",
+    "url": "https://example.com/hook",
+    "started_at": "2024-05-01T12:00:00Z",
+    "duration_ms": 12.5,
+    "outcome": "success",
+    "status_code": 204,
+    "error": None,
+    "request_headers": {},
+    "response_headers": {},
+    "response_body": None,
+}
+
+
+def test_endpoints_test(stub: Stub) -> None:
+    stub.reply("POST", "/v1/endpoints/ep_1/test", 200, TESTED)
+
+    result = remote(stub, "endpoints", "test", "ep_1", "--type", "order.filled", "-d", '{"a": 1}')
+
+    assert result.exit_code == 0, result.output
+    assert stub.seen[0].json() == {"event_type": "order.filled", "payload": {"a": 1}}
+    assert "delivered" in result.stdout
+    assert "204" in result.stdout
+    assert TESTED["message_id"] in result.stdout
+
+
+def test_endpoints_test_failure_exits_non_zero(stub: Stub) -> None:
+    failed = {**TESTED, "outcome": "retry", "status_code": None, "error": "connection: refused"}
+    stub.reply("POST", "/v1/endpoints/ep_1/test", 200, failed)
+
+    result = remote(stub, "endpoints", "test", "ep_1")
+
+    assert result.exit_code == 1
+    assert stub.seen[0].json() == {"event_type": "hookd.test"}
+    assert "failed" in result.stderr
+    assert "connection: refused" in result.stdout
+
+
+STATS: dict[str, Any] = {
+    "window": 86400.0,
+    "since": "2024-05-01T12:00:00Z",
+    "until": "2024-05-02T12:00:00Z",
+    "total": 10,
+    "deliveries": {
+        "pending": 1,
+        "sending": 0,
+        "delivered": 8,
+        "failed": 1,
+        "dead": 0,
+        "parked": 0,
+    },
+    "success_rate": 8 / 9,
+    "latency": {
+        "attempts": 12,
+        "mean_ms": 40.0,
+        "p50_ms": 31.0,
+        "p95_ms": 80.5,
+        "p99_ms": 99.0,
+        "sampled": 12,
+    },
+    "by_event_type": [
+        {"event_type": "order.filled", "total": 10, "deliveries": {}, "success_rate": 8 / 9}
+    ],
+}
+
+
+def test_endpoints_stats(stub: Stub) -> None:
+    stub.reply("GET", "/v1/endpoints/ep_1/stats", 200, {**STATS, "endpoint_id": "ep_1"})
+
+    result = remote(stub, "endpoints", "stats", "ep_1", "--window", "7d")
+
+    assert result.exit_code == 0, result.output
+    assert stub.seen[0].path == "/v1/endpoints/ep_1/stats?window=7d"
+    assert "88.9%" in result.stdout
+    assert "p95 80.5 ms" in result.stdout
+    assert re.search(r"^  delivered +8 *$", result.stdout, re.MULTILINE)
+
+
+def test_stats(stub: Stub) -> None:
+    row = {"delivered": 8, "failed": 1, "dead": 0}
+    stub.reply(
+        "GET",
+        "/v1/stats",
+        200,
+        {
+            **STATS,
+            "by_event_type": [
+                {"event_type": "order.filled", "total": 10, "deliveries": row, "success_rate": 0.5}
+            ],
+            "by_endpoint": [
+                {"endpoint_id": "ep_1", "total": 10, "deliveries": row, "success_rate": None}
+            ],
+        },
+    )
+
+    result = remote(stub, "stats", "--top", "3")
+
+    assert result.exit_code == 0, result.output
+    assert stub.seen[0].path == "/v1/stats?window=24h&top=3"
+    assert "order.filled" in result.stdout
+    assert "ep_1" in result.stdout
+    assert "50.0%" in result.stdout
 
 
 # send --------------------------------------------------------------------------------------------
@@ -688,12 +824,13 @@ def test_migrate_creates_the_database(tmp_path: Path) -> None:
     result = hookd("migrate", "--db", str(db))
 
     assert result.exit_code == 0, result.output
-    assert "schema version 1" in result.stdout
+    latest = len(load_migrations("hookd.store.sqlite.migrations"))
+    assert f"schema version {latest}" in result.stdout
     assert db.exists()
     assert (db.parent / "hookd.key").exists()
     again = hookd("migrate", "--db", str(db))
     assert again.exit_code == 0
-    assert "schema version 1" in again.stdout
+    assert f"schema version {latest}" in again.stdout
 
 
 def test_serve_with_a_malformed_secret_key_fails_cleanly(

@@ -9,9 +9,10 @@ from typing import Any
 from fastapi import FastAPI
 
 import hookd
-from hookd.api import problems
+from hookd.api import metrics, problems, ratelimit
 from hookd.api.limits import ENVELOPE_BYTES, BodySizeLimit
 from hookd.api.routes import ROUTERS
+from hookd.api.routes.events import BATCH_PATH
 from hookd.engine import Engine
 
 DESCRIPTION = """\
@@ -36,6 +37,15 @@ class _HookdAPI(FastAPI):
                 for operation in path.values():
                     if "422" in operation.get("responses", {}):
                         operation["responses"]["422"] = problems.responses(422)[422]
+            unavailable = {  # any /v1 route may find the database unreachable (StoreUnavailable)
+                **problems.responses(503)[503],
+                "description": "The database cannot be reached right now; retry shortly.",
+            }
+            for path, operations in schema.get("paths", {}).items():
+                if path.startswith("/v1/"):
+                    for operation in operations.values():
+                        operation.setdefault("responses", {}).setdefault("503", unavailable)
+            ratelimit.document(schema)  # 429 and the X-RateLimit-* headers on every /v1 route
         return self.openapi_schema or {}
 
 
@@ -76,6 +86,12 @@ def create_app(
     app.state.engine = engine
     for router in ROUTERS:
         app.include_router(router)
-    app.add_middleware(BodySizeLimit, max_bytes=engine.settings.max_payload_bytes + ENVELOPE_BYTES)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=engine.settings.max_payload_bytes + ENVELOPE_BYTES,
+        per_path={BATCH_PATH: engine.settings.max_batch_bytes},
+    )
+    metrics.install(app, engine)  # GET /metrics, with this app's own registry
+    ratelimit.install(app, engine.settings)  # outside the body limit: refuses before reading
     problems.install(app)  # outermost: answers whatever escapes everything else
     return app

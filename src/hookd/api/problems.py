@@ -5,7 +5,7 @@ request validation, Starlette's 404/405, and anything unexpected (a generic 500 
 logged on `hookd.api`, never shown to the client).
 
     HookdError            ValidationError 422 · NotFound 404 · Conflict 409 · PayloadTooLarge 413
-                          Unauthorized 401 · StoreUnavailable 503 · anything else 500
+                          Unauthorized 401 · Forbidden 403 · StoreUnavailable 503 · else 500
     RequestValidationError malformed JSON 400, otherwise 422 with every problem listed
     HTTPException          its own status (404 unknown route, 405 wrong method, 413 body too large)
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -36,6 +37,7 @@ TYPE_BASE = "https://hookd.dev/problems/"
 _KINDS: dict[int, tuple[str, str]] = {
     400: ("malformed-request", "Malformed request"),
     401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
     409: ("conflict", "Conflict"),
@@ -105,6 +107,8 @@ def hookd_error(request: Request, exc: Exception) -> ProblemResponse:
         return problem_response(409, str(exc))
     if isinstance(exc, errors.PayloadTooLarge):
         return problem_response(413, str(exc))
+    if isinstance(exc, errors.Forbidden):
+        return problem_response(403, str(exc))
     if isinstance(exc, errors.Unauthorized):
         return problem_response(401, str(exc), headers={"WWW-Authenticate": "Bearer"})
     if isinstance(exc, errors.StoreUnavailable):
@@ -130,15 +134,33 @@ def request_validation_error(request: Request, exc: Exception) -> ProblemRespons
 def http_error(request: Request, exc: Exception) -> ProblemResponse:
     assert isinstance(exc, HTTPException)
     status = exc.status_code
+    headers = exc.headers
     if status == 404:
         detail = f"no route for {request.url.path}"
     elif status == 405:
         detail = f"{request.method} is not allowed on {request.url.path}"
+        allowed = _allowed_methods(request, (headers or {}).get("Allow"))
+        headers = {**(headers or {}), "Allow": allowed}
     elif isinstance(exc.detail, str) and exc.detail != http.HTTPStatus(status).phrase:
         detail = exc.detail
     else:
         detail = _kind(status)[1]
-    return problem_response(status, detail, headers=exc.headers)
+    return problem_response(status, detail, headers=headers)
+
+
+def _allowed_methods(request: Request, named: str | None) -> str:
+    """Every method the path supports, from the OpenAPI document (Starlette's 405 names only the
+    first matching route's methods, `named`)."""
+    methods = {m.strip() for m in (named or "").split(",") if m.strip()}
+    paths = request.app.openapi().get("paths", {}) if isinstance(request.app, FastAPI) else {}
+    path = request.url.path
+    # a literal path (/v1/events/batch) is its own resource, not an id of /v1/events/{event_id}
+    templates = [path] if path in paths else list(paths)
+    for template in templates:
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            methods.update(method.upper() for method in paths[template])
+    return ", ".join(sorted(methods))
 
 
 def internal_error(request: Request, exc: BaseException) -> ProblemResponse:
@@ -194,6 +216,7 @@ class UnexpectedErrors:
 _DESCRIPTIONS = {
     400: "The request body is not valid JSON.",
     401: "The API key is missing or invalid.",
+    403: "The API key may not do this (e.g. a tenant key asking for an admin key).",
     404: "No such resource (or it belongs to another tenant).",
     409: "The request conflicts with the resource's current state.",
     413: "The request body or the event payload is too large.",

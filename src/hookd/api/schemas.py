@@ -9,22 +9,62 @@ declared below (`_documented`), so the OpenAPI document shows them.
 
 from __future__ import annotations
 
+import datetime
+import re
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 
 from hookd.domain.models import DeliveryStatus, EndpointStatus
 
 _REQUEST = ConfigDict(extra="forbid")
 _TIME: dict[str, Any] = {"format": "date-time"}  # an RFC 3339 string
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _rfc3339_only(value: object) -> object:
+    """Pydantic would also read numbers (Unix time) and other formats as a datetime; the API
+    documents RFC 3339 strings, and accepts nothing else."""
+    if isinstance(value, str) and not _RFC3339.fullmatch(value):
+        raise ValueError(
+            "must be an RFC 3339 date-time with a time zone, e.g. 2026-11-22T10:00:00Z"
+        )
+    if not isinstance(value, str | datetime.datetime):
+        raise ValueError("must be an RFC 3339 date-time string")
+    return value
+
+
+#: A date-time in a request: an RFC 3339 string with a time zone.
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339_only)]
 _RETRY_POLICY_DOC = (
     'A retry policy: `{"kind": "schedule", "delays": [seconds, ...], "jitter": 0.2}` or '
     '`{"kind": "exponential", "initial": 5, "factor": 2, "max_delay": 86400, '
     '"max_attempts": 10, "jitter": 0.2}`. Default: Standard Webhooks\' schedule '
     "(immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h)."
 )
+
+
+_TENANT_DOC = (
+    "Admin keys: the tenant to create in (default `default`). Tenant keys may leave it out or "
+    "name their own tenant; any other is a 404."
+)
+_FILTER_DOC = (
+    "A payload filter (a JSON object, at most 16 KiB). Accepted and stored as given; it is not "
+    "evaluated yet (a later release will)."
+)
+_RATE_LIMIT_DOC = (
+    "Delivery rate limit for this endpoint. Stored and returned; enforced from a later release "
+    "(issue 5) on."
+)
+
+
+def _plain(value: object) -> object:
+    """A request model's nested model as the plain JSON value the engine takes."""
+    return value.model_dump() if isinstance(value, BaseModel) else value
 
 
 def _documented(**constraints: Any) -> dict[str, Any]:
@@ -66,6 +106,24 @@ class Problem(BaseModel):
 
 
 # endpoints --------------------------------------------------------------------------------------
+class RateLimitSettings(BaseModel):
+    """A token bucket: at most `burst` requests at once, refilled at `per_second`."""
+
+    model_config = _REQUEST
+
+    per_second: float = Field(
+        strict=True,
+        allow_inf_nan=False,
+        description="Requests a second, sustained (more than 0, at most 1000000).",
+        json_schema_extra=_documented(exclusiveMinimum=0, maximum=1_000_000),
+    )
+    burst: int = Field(
+        strict=True,
+        description="Requests allowed at once (1..1000000).",
+        json_schema_extra=_documented(minimum=1, maximum=1_000_000),
+    )
+
+
 class EndpointCreate(BaseModel):
     model_config = _REQUEST
 
@@ -110,6 +168,9 @@ class EndpointCreate(BaseModel):
         default=None,
         description="Free-form JSON object for the caller (at most 16 KiB).",
     )
+    filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC)
+    rate_limit: RateLimitSettings | None = Field(default=None, description=_RATE_LIMIT_DOC)
+    tenant_id: str | None = Field(default=None, description=_TENANT_DOC)
 
 
 #: PATCH fields that may be left out but, when given, may not be null.
@@ -166,6 +227,12 @@ class EndpointUpdate(BaseModel):
         "them.",
         json_schema_extra=_not_null(),
     )
+    filter: dict[str, Any] | None = Field(
+        default=None, description=_FILTER_DOC + " Null removes it."
+    )
+    rate_limit: RateLimitSettings | None = Field(
+        default=None, description=_RATE_LIMIT_DOC + " Null removes it."
+    )
 
     @field_validator(*_NOT_NULLABLE)
     @classmethod
@@ -176,11 +243,12 @@ class EndpointUpdate(BaseModel):
 
     def changes(self) -> dict[str, Any]:
         """The fields the request gave, by name: the keyword arguments of `update_endpoint`."""
-        return {name: getattr(self, name) for name in self.model_fields_set}
+        return {name: _plain(getattr(self, name)) for name in self.model_fields_set}
 
 
 class Endpoint(BaseModel):
     id: str
+    tenant_id: str
     url: str
     name: str | None
     description: str | None
@@ -192,6 +260,8 @@ class Endpoint(BaseModel):
     status_reason: str | None
     metadata: dict[str, Any]
     secret_preview: str | None = Field(description="An abbreviation of the newest secret.")
+    filter: dict[str, Any] | None = Field(description=_FILTER_DOC)
+    rate_limit: RateLimitSettings | None = Field(description=_RATE_LIMIT_DOC)
     created_at: str = Field(json_schema_extra=_TIME)
     updated_at: str = Field(json_schema_extra=_TIME)
 
@@ -220,9 +290,38 @@ class EventCreate(BaseModel):
         "publishing again. The `Idempotency-Key` header does the same.",
         json_schema_extra=_documented(minLength=1, maxLength=256),
     )
-    occurred_at: AwareDatetime | None = Field(
+    occurred_at: Timestamp | None = Field(
         default=None, description="When it happened (RFC 3339); default: now."
     )
+    tenant_id: str | None = Field(default=None, description=_TENANT_DOC)
+
+
+class EventBatchItem(BaseModel):
+    model_config = _REQUEST
+
+    type: str = Field(
+        description="The event type, a dotted name such as `order.filled`.",
+        json_schema_extra=_documented(minLength=1, maxLength=128),
+    )
+    payload: dict[str, Any] = Field(description="The event's data: a JSON object.")
+    idempotency_key: str | None = Field(
+        default=None,
+        description="As for a single publish: a repeat within the retention window (also "
+        "within this batch) is not published again.",
+        json_schema_extra=_documented(minLength=1, maxLength=256),
+    )
+    occurred_at: Timestamp | None = Field(
+        default=None, description="When it happened (RFC 3339); default: now."
+    )
+
+
+class EventBatch(BaseModel):
+    """Up to 1000 events, published all or nothing."""
+
+    model_config = _REQUEST
+
+    events: list[EventBatchItem] = Field(min_length=1, max_length=1000)
+    tenant_id: str | None = Field(default=None, description=_TENANT_DOC)
 
 
 class EventAccepted(BaseModel):
@@ -233,13 +332,130 @@ class EventAccepted(BaseModel):
     duplicate: bool = Field(description="True when an idempotency key matched an earlier event.")
 
 
+class EventBatchAccepted(BaseModel):
+    data: list[EventAccepted] = Field(description="One result per event, in the batch's order.")
+
+
 class Event(BaseModel):
     id: str
+    tenant_id: str
     type: str
     payload: dict[str, Any]
     occurred_at: str = Field(json_schema_extra=_TIME)
     created_at: str = Field(json_schema_extra=_TIME)
     idempotency_key: str | None
+
+
+class EventPage(BaseModel):
+    data: list[Event]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+# event types ------------------------------------------------------------------------------------
+_SCHEMA_DOC = (
+    "A JSON Schema (draft 2020-12) every payload of this type must match; references must be "
+    "local (`#…`), `format` is not asserted. Null: any JSON object."
+)
+
+
+class EventTypeCreate(BaseModel):
+    model_config = _REQUEST
+
+    name: str = Field(
+        description="A dotted name such as `order.filled`; unique per tenant.",
+        json_schema_extra=_documented(minLength=1, maxLength=128),
+    )
+    description: str | None = Field(default=None, json_schema_extra=_documented(maxLength=1024))
+    payload_schema: dict[str, Any] | None = Field(
+        default=None, alias="schema", description=_SCHEMA_DOC
+    )
+    example: dict[str, Any] | None = Field(
+        default=None, description="An example payload; it must match the schema."
+    )
+    archived: bool = Field(
+        default=False, strict=True, description="Archived types cannot be published."
+    )
+    tenant_id: str | None = Field(default=None, description=_TENANT_DOC)
+
+
+class EventTypeUpdate(BaseModel):
+    """Change the fields given. Null clears `description`, `schema` and `example`."""
+
+    model_config = _REQUEST
+
+    description: str | None = Field(default=None, json_schema_extra=_documented(maxLength=1024))
+    payload_schema: dict[str, Any] | None = Field(
+        default=None, alias="schema", description=_SCHEMA_DOC
+    )
+    example: dict[str, Any] | None = Field(
+        default=None, description="An example payload; it must match the schema."
+    )
+    archived: bool | None = Field(
+        default=None,
+        strict=True,
+        description="`true` archives (as DELETE does), `false` restores.",
+        json_schema_extra=_not_null(),
+    )
+
+    @field_validator("archived")
+    @classmethod
+    def _reject_null(cls, value: object) -> object:
+        if value is None:
+            raise ValueError("may be left out, but not null")
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        """The fields given, as the keyword arguments of `update_event_type`."""
+        names = {"payload_schema": "schema"}
+        return {names.get(n, n): getattr(self, n) for n in self.model_fields_set}
+
+
+class EventType(BaseModel):
+    id: str
+    tenant_id: str
+    name: str
+    description: str | None
+    payload_schema: dict[str, Any] | None = Field(alias="schema", description=_SCHEMA_DOC)
+    example: dict[str, Any] | None
+    archived: bool
+    created_at: str = Field(json_schema_extra=_TIME)
+    updated_at: str = Field(json_schema_extra=_TIME)
+
+
+class EventTypePage(BaseModel):
+    data: list[EventType]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+# API keys ---------------------------------------------------------------------------------------
+class ApiKeyCreate(BaseModel):
+    model_config = _REQUEST
+
+    tenant_id: str | None = Field(
+        default=None,
+        description="The tenant the key is for. Left out: the caller's tenant (admin keys: "
+        "`default`). Null: an admin key (every tenant; admin keys only). A tenant key may name "
+        "only its own tenant (any other is a 404) and never make an admin key (403).",
+    )
+    name: str | None = Field(default=None, json_schema_extra=_documented(maxLength=1024))
+
+
+class ApiKey(BaseModel):
+    id: str
+    prefix: str = Field(description="The first characters of the key, to recognise it by.")
+    tenant_id: str | None = Field(description="Null: an admin key (every tenant).")
+    name: str | None
+    created_at: str = Field(json_schema_extra=_TIME)
+    revoked_at: str | None = Field(json_schema_extra=_TIME)
+
+
+class ApiKeyCreated(ApiKey):
+    key: str = Field(description="The API key. Shown only in this response.")
+
+
+class ApiKeyPage(BaseModel):
+    data: list[ApiKey]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
 
 
 # deliveries -------------------------------------------------------------------------------------
@@ -294,11 +510,20 @@ class ReplayRequest(BaseModel):
     )
     endpoint_id: str | None = Field(default=None, description="Only this endpoint's.")
     event_type: str | None = Field(default=None, description="Only this event type's.")
-    since: AwareDatetime | None = Field(
+    since: Timestamp | None = Field(
         default=None, description="Only deliveries created at or after this time (RFC 3339)."
     )
     limit: int | None = Field(
-        default=None, ge=1, strict=True, description="Replay at most this many."
+        default=None,
+        ge=1,
+        le=1_000_000,
+        strict=True,
+        description="Replay at most this many (1..1000000).",
+    )
+    tenant_id: str | None = Field(
+        default=None,
+        description="Admin keys: only this tenant's (default: every tenant). Tenant keys may "
+        "name only their own tenant; any other is a 404.",
     )
 
 
@@ -318,3 +543,133 @@ class Health(BaseModel):
 
 class Ready(BaseModel):
     status: str = Field(examples=["ready"])
+
+
+# endpoint operations: secret rotation, test sends ----------------------------------------------
+class SecretRotate(BaseModel):
+    """Rotate an endpoint's signing secret; an empty body generates a new one."""
+
+    model_config = _REQUEST
+
+    grace_period: float = Field(
+        default=86400,
+        strict=True,
+        allow_inf_nan=False,
+        ge=0,
+        le=604800,
+        description="Seconds the current secrets stay valid beside the new one (default 24 h, "
+        "at most 7 days; 0 retires them at once). Until then every request carries one "
+        "signature per valid secret.",
+    )
+    secret: str | None = Field(
+        default=None,
+        description="The new secret, `whsec_` + base64 of 24..64 bytes; generated when absent.",
+    )
+
+
+class SecretRotated(BaseModel):
+    secret: str = Field(description="The new signing secret. Shown only in this response.")
+    expires_at: str = Field(
+        description="When the previous secrets stop being used.", json_schema_extra=_TIME
+    )
+
+
+class EndpointTest(BaseModel):
+    """A synthetic event to send to the endpoint once, now."""
+
+    model_config = _REQUEST
+
+    event_type: str = Field(
+        default="hookd.test",
+        description="The event type the receiver sees (it need not be subscribed to).",
+        json_schema_extra=_documented(minLength=1, maxLength=128),
+    )
+    payload: dict[str, Any] | None = Field(
+        default=None, description='The event\'s `data`; default `{"test": true}`.'
+    )
+
+
+class EndpointTestResult(BaseModel):
+    """What the receiver answered. Nothing is stored, retried or counted in stats."""
+
+    message_id: str = Field(description="The `webhook-id` sent (`test_…`, new every time).")
+    event_type: str
+    url: str
+    started_at: str = Field(json_schema_extra=_TIME)
+    duration_ms: float
+    outcome: str = Field(
+        description="`success`; `retry`, `reject` or `gone`: what a real delivery would do next."
+    )
+    status_code: int | None = Field(description="Null when no response came (see `error`).")
+    error: str | None
+    request_headers: dict[str, str] = Field(description="As sent, custom values redacted.")
+    response_headers: dict[str, str]
+    response_body: str | None = Field(description="The start of the response body.")
+
+
+# stats --------------------------------------------------------------------------------------------
+class DeliveryCounts(BaseModel):
+    """Deliveries by their status now."""
+
+    pending: int
+    sending: int
+    delivered: int
+    failed: int
+    dead: int
+    parked: int
+
+
+_SUCCESS_RATE = (
+    "delivered / (delivered + failed + dead), 0..1; null when none has ended. Deliveries still "
+    "pending, sending or parked are not counted."
+)
+
+
+class Latency(BaseModel):
+    """Attempt durations in milliseconds, over the attempts started in the window; null when
+    there were none."""
+
+    attempts: int = Field(description="Attempts started in the window.")
+    mean_ms: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    sampled: int = Field(description="The latest attempts the percentiles are computed over.")
+
+
+class EventTypeStats(BaseModel):
+    event_type: str
+    total: int
+    deliveries: DeliveryCounts
+    success_rate: float | None = Field(description=_SUCCESS_RATE)
+
+
+class EndpointStatsRow(BaseModel):
+    endpoint_id: str
+    total: int
+    deliveries: DeliveryCounts
+    success_rate: float | None = Field(description=_SUCCESS_RATE)
+
+
+class EndpointStats(BaseModel):
+    endpoint_id: str
+    window: float = Field(description="Seconds covered.")
+    since: str = Field(json_schema_extra=_TIME)
+    until: str = Field(json_schema_extra=_TIME)
+    total: int = Field(description="Deliveries created in the window.")
+    deliveries: DeliveryCounts
+    success_rate: float | None = Field(description=_SUCCESS_RATE)
+    latency: Latency
+    by_event_type: list[EventTypeStats] = Field(description="Busiest first.")
+
+
+class Stats(BaseModel):
+    window: float = Field(description="Seconds covered.")
+    since: str = Field(json_schema_extra=_TIME)
+    until: str = Field(json_schema_extra=_TIME)
+    total: int = Field(description="Deliveries created in the window.")
+    deliveries: DeliveryCounts
+    success_rate: float | None = Field(description=_SUCCESS_RATE)
+    latency: Latency
+    by_event_type: list[EventTypeStats] = Field(description="The busiest `top`, busiest first.")
+    by_endpoint: list[EndpointStatsRow] = Field(description="The busiest `top`, busiest first.")

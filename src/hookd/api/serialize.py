@@ -10,11 +10,13 @@ from typing import Any
 
 import orjson
 
+from hookd import stats
 from hookd.api import schemas
+from hookd.delivery import probe
 from hookd.domain import models
 from hookd.policy import retry, signing
 from hookd.store.codec import rfc3339
-from hookd.store.port import Page
+from hookd.store.port import ApiKey, Page
 
 REDACTED = "[redacted]"
 
@@ -37,6 +39,7 @@ def _endpoint_fields(record: models.Endpoint) -> dict[str, Any]:
     newest = max(record.secrets, key=lambda s: s.created_at, default=None)
     return {
         "id": record.id,
+        "tenant_id": record.tenant_id,
         "url": record.url,
         "name": record.name,
         "description": record.description,
@@ -49,6 +52,14 @@ def _endpoint_fields(record: models.Endpoint) -> dict[str, Any]:
         "metadata": dict(record.metadata),
         "secret_preview": (
             None if newest is None else signing.secret_preview(newest.value.reveal())
+        ),
+        "filter": None if record.filter is None else dict(record.filter),
+        "rate_limit": (
+            None
+            if record.rate_limit is None
+            else schemas.RateLimitSettings(
+                per_second=record.rate_limit.per_second, burst=record.rate_limit.burst
+            )
         ),
         "created_at": rfc3339(record.created_at),
         "updated_at": rfc3339(record.updated_at),
@@ -68,12 +79,65 @@ def event_accepted(result: models.PublishResult) -> schemas.EventAccepted:
 def event(record: models.Event) -> schemas.Event:
     return schemas.Event(
         id=record.id,
+        tenant_id=record.tenant_id,
         type=record.type,
         payload=orjson.loads(record.payload),
         occurred_at=rfc3339(record.occurred_at),
         created_at=rfc3339(record.created_at),
         idempotency_key=record.idempotency_key,
     )
+
+
+def event_page(page: Page[models.Event]) -> schemas.EventPage:
+    return schemas.EventPage(data=[event(e) for e in page.items], next_cursor=page.next_cursor)
+
+
+def event_batch_accepted(results: list[models.PublishResult]) -> schemas.EventBatchAccepted:
+    return schemas.EventBatchAccepted(data=[event_accepted(r) for r in results])
+
+
+def event_type(record: models.EventType) -> schemas.EventType:
+    return schemas.EventType(
+        id=record.id,
+        tenant_id=record.tenant_id,
+        name=record.name,
+        description=record.description,
+        schema=None if record.schema is None else dict(record.schema),
+        example=None if record.example is None else dict(record.example),
+        archived=record.archived,
+        created_at=rfc3339(record.created_at),
+        updated_at=rfc3339(record.updated_at),
+    )
+
+
+def event_type_page(page: Page[models.EventType]) -> schemas.EventTypePage:
+    return schemas.EventTypePage(
+        data=[event_type(t) for t in page.items], next_cursor=page.next_cursor
+    )
+
+
+def api_key(record: ApiKey) -> schemas.ApiKey:
+    """A key as shown: its prefix, never its hash."""
+    return schemas.ApiKey(**_api_key_fields(record))
+
+
+def api_key_created(record: ApiKey, key: str) -> schemas.ApiKeyCreated:
+    return schemas.ApiKeyCreated(**_api_key_fields(record), key=key)
+
+
+def api_key_page(page: Page[ApiKey]) -> schemas.ApiKeyPage:
+    return schemas.ApiKeyPage(data=[api_key(k) for k in page.items], next_cursor=page.next_cursor)
+
+
+def _api_key_fields(record: ApiKey) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "prefix": record.prefix,
+        "tenant_id": record.tenant_id,
+        "name": record.name,
+        "created_at": rfc3339(record.created_at),
+        "revoked_at": None if record.revoked_at is None else rfc3339(record.revoked_at),
+    }
 
 
 def delivery(record: models.Delivery) -> schemas.Delivery:
@@ -127,3 +191,81 @@ def attempt(record: models.Attempt) -> schemas.Attempt:
         response_headers=dict(record.response_headers),
         response_body=record.response_body,
     )
+
+
+# endpoint operations and stats -------------------------------------------------------------------
+def endpoint_test_result(result: probe.ProbeResult) -> schemas.EndpointTestResult:
+    return schemas.EndpointTestResult(
+        message_id=result.message_id,
+        event_type=result.event_type,
+        url=result.url,
+        started_at=rfc3339(result.started_at),
+        duration_ms=result.duration_ms,
+        outcome=result.outcome,
+        status_code=result.status_code,
+        error=result.error,
+        request_headers=dict(result.request_headers),
+        response_headers=dict(result.response_headers),
+        response_body=result.response_body,
+    )
+
+
+def endpoint_stats(endpoint_id: str, record: stats.Stats) -> schemas.EndpointStats:
+    return schemas.EndpointStats(
+        endpoint_id=endpoint_id,
+        **_stats_fields(record),
+        by_event_type=[_event_type_stats(g) for g in record.by_event_type],
+    )
+
+
+def all_stats(record: stats.Stats) -> schemas.Stats:
+    return schemas.Stats(
+        **_stats_fields(record),
+        by_event_type=[_event_type_stats(g) for g in record.by_event_type],
+        by_endpoint=[
+            schemas.EndpointStatsRow(
+                endpoint_id=g.key,
+                total=g.total,
+                deliveries=_counts(g.by_status),
+                success_rate=g.success_rate,
+            )
+            for g in record.by_endpoint
+        ],
+    )
+
+
+def _stats_fields(record: stats.Stats) -> dict[str, Any]:
+    latency = record.latency
+    return {
+        "window": round(record.until - record.since, 3),
+        "since": rfc3339(record.since),
+        "until": rfc3339(record.until),
+        "total": record.total,
+        "deliveries": _counts(record.by_status),
+        "success_rate": record.success_rate,
+        "latency": schemas.Latency(
+            attempts=latency.attempts,
+            mean_ms=_ms(latency.mean),
+            p50_ms=_ms(latency.p50),
+            p95_ms=_ms(latency.p95),
+            p99_ms=_ms(latency.p99),
+            sampled=latency.sampled,
+        ),
+    }
+
+
+def _event_type_stats(group: stats.Group) -> schemas.EventTypeStats:
+    return schemas.EventTypeStats(
+        event_type=group.key,
+        total=group.total,
+        deliveries=_counts(group.by_status),
+        success_rate=group.success_rate,
+    )
+
+
+def _counts(by_status: dict[models.DeliveryStatus, int]) -> schemas.DeliveryCounts:
+    return schemas.DeliveryCounts(**{s.value: by_status.get(s, 0) for s in models.DeliveryStatus})
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

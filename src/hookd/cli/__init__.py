@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from hookd import __version__
-from hookd.cli import _common, deliveries, endpoints, events, local
+from hookd.cli import _common, deliveries, endpoints, event_types, events, keys, local, stats
 
 app = typer.Typer(
     name="hookd",
@@ -47,12 +47,16 @@ _TALK = "Talk to a server"
 
 app.command("serve", rich_help_panel=_RUN_HERE)(local.serve)
 app.command("api", rich_help_panel=_RUN_HERE)(local.api)
+app.command("worker", rich_help_panel=_RUN_HERE)(local.worker)
 app.command("migrate", rich_help_panel=_RUN_HERE)(local.migrate)
 app.command("listen", rich_help_panel=_RUN_HERE)(local.listen)
 app.command("send", rich_help_panel=_TALK)(events.send)
 app.add_typer(endpoints.app, name="endpoints", rich_help_panel=_TALK)
 app.add_typer(deliveries.app, name="deliveries", rich_help_panel=_TALK)
 app.add_typer(deliveries.dlq, name="dlq", rich_help_panel=_TALK)
+app.add_typer(event_types.app, name="event-types", rich_help_panel=_TALK)
+app.add_typer(keys.app, name="keys", rich_help_panel=_TALK)
+app.command("stats", rich_help_panel=_TALK)(stats.stats)
 
 
 def main() -> None:

@@ -165,8 +165,9 @@ def resume(
 def _set_status(
     endpoint_id: str, status: str, server: str, api_key: str | None, as_json: bool
 ) -> None:
-    endpoint = common.connect(server, api_key).patch(
-        client.path_of("v1", "endpoints", endpoint_id), json={"status": status}
+    action = "resume" if status == "active" else "pause"
+    endpoint = common.connect(server, api_key).post(
+        client.path_of("v1", "endpoints", endpoint_id, action)
     )
     if as_json:
         common.print_json(endpoint)
@@ -175,6 +176,164 @@ def _set_status(
     common.success(
         f"{verb} endpoint {endpoint['id']}", ("status", common.status(endpoint["status"]))
     )
+
+
+@app.command("rotate-secret")
+def rotate_secret(
+    endpoint_id: EndpointId,
+    grace: Annotated[
+        str,
+        typer.Option(
+            "--grace",
+            metavar="AGE",
+            help="How long the old secret stays valid beside the new one: 24h, 90m, 7d, 0 "
+            "(at most 7d).",
+        ),
+    ] = "24h",
+    secret: Annotated[
+        str | None,
+        typer.Option(
+            help="The new secret (whsec_…). Default: a new random one.", show_default=False
+        ),
+    ] = None,
+    server: common.ServerUrl = common.DEFAULT_URL,
+    api_key: common.ApiKey = None,
+    as_json: common.AsJson = False,
+) -> None:
+    """Sign with a new secret; requests carry both signatures until the grace period ends."""
+    body: dict[str, Any] = {"grace_period": _seconds(grace, "--grace")}
+    if secret is not None:
+        body["secret"] = secret
+    rotated = common.connect(server, api_key).post(
+        client.path_of("v1", "endpoints", endpoint_id, "secret", "rotate"), json=body
+    )
+    if as_json:
+        common.print_json(rotated)
+        return
+    common.success(
+        f"Rotated the secret of endpoint {endpoint_id}",
+        ("old ends", common.when(rotated["expires_at"])),
+    )
+    common.out().print(
+        Text.assemble(
+            ("New signing secret (shown once): ", "bold"),
+            (rotated["secret"], "bold yellow"),
+            ("\nUntil the old one ends, every request is signed with both.", "dim"),
+        ),
+        soft_wrap=True,
+    )
+
+
+@app.command("test")
+def send_test(
+    endpoint_id: EndpointId,
+    event_type: Annotated[
+        str, typer.Option("--type", "-t", help="The event type the receiver sees.")
+    ] = "hookd.test",
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            "-d",
+            help='The payload: a JSON object, @file.json or @- for stdin. Default {"test": true}.',
+            show_default=False,
+        ),
+    ] = None,
+    server: common.ServerUrl = common.DEFAULT_URL,
+    api_key: common.ApiKey = None,
+    as_json: common.AsJson = False,
+) -> None:
+    """Send one signed test event to an endpoint now and show what it answered."""
+    body: dict[str, Any] = {"event_type": event_type}
+    if data is not None:
+        body["payload"] = common.read_json_object(data)
+    result = common.connect(server, api_key).post(
+        client.path_of("v1", "endpoints", endpoint_id, "test"), json=body
+    )
+    if as_json:
+        common.print_json(result)
+        return
+    answered = result.get("status_code")
+    line = f"{result['outcome']}: HTTP {answered}" if answered is not None else result["outcome"]
+    rows: list[tuple[str, Text | str]] = [
+        ("result", common.status(result["outcome"], result.get("error"))),
+        ("status", common.text(answered)),
+        ("time", f"{result['duration_ms']:.1f} ms"),
+        ("webhook-id", result["message_id"]),
+        ("response", common.text(result.get("response_body"))),
+    ]
+    if result["outcome"] == "success":
+        common.success(f"Test event delivered to {result['url']} ({line})")
+    else:
+        common.err().print(
+            Text(f"✗ test event to {result['url']} failed ({line})", style="bold red"),
+            soft_wrap=True,
+        )
+    common.out().print(common.fields(rows))
+    if result["outcome"] != "success":
+        raise typer.Exit(common.EXIT_API)
+
+
+@app.command("stats")
+def stats(
+    endpoint_id: EndpointId,
+    window: Annotated[
+        str, typer.Option("--window", "-w", metavar="AGE", help="How far back: 24h, 7d, 90m.")
+    ] = "24h",
+    server: common.ServerUrl = common.DEFAULT_URL,
+    api_key: common.ApiKey = None,
+    as_json: common.AsJson = False,
+) -> None:
+    """Deliveries by status, success rate and latency percentiles over a window."""
+    found = common.connect(server, api_key).get(
+        client.path_of("v1", "endpoints", endpoint_id, "stats"), params={"window": window}
+    )
+    if as_json:
+        common.print_json(found)
+        return
+    common.out().print(stats_table(found))
+
+
+def stats_table(found: dict[str, Any]) -> Table:
+    """The common part of `hookd endpoints stats` and `hookd stats`."""
+    counts = found["deliveries"]
+    latency = found["latency"]
+    rate = found.get("success_rate")
+    rows: list[tuple[str, Text | str]] = [
+        ("window", f"{common.duration(found['window'])} (since {common.when(found['since'])})"),
+        ("deliveries", str(found["total"])),
+        *(
+            (f"  {name}", Text(str(n), style=common.STATUS_STYLES.get(name, "")))
+            for name, n in counts.items()
+            if n
+        ),
+        ("success", "-" if rate is None else f"{rate:.1%}"),
+        ("attempts", str(latency["attempts"])),
+        (
+            "latency",
+            "-"
+            if latency["p50_ms"] is None
+            else f"p50 {latency['p50_ms']:.1f} ms · p95 {latency['p95_ms']:.1f} ms · "
+            f"p99 {latency['p99_ms']:.1f} ms · mean {latency['mean_ms']:.1f} ms",
+        ),
+    ]
+    return common.fields(rows)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _seconds(text: str, option: str) -> float:
+    """`24h`, `90m`, `7d`, `45s`, `1.5h` or plain seconds, as seconds."""
+    value = text.strip().lower()
+    number, unit = (value[:-1], value[-1]) if value[-1:] in _UNITS else (value, "s")
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        common.fail(f"{option}: expected an age like 24h, 90m, 7d or 0, got {text!r}")
+    if not (seconds >= 0 and seconds != float("inf")):
+        common.fail(f"{option}: expected an age like 24h, 90m, 7d or 0, got {text!r}")
+    return seconds
 
 
 def describe(endpoint: dict[str, Any]) -> Table:

@@ -39,6 +39,17 @@ Port = Annotated[
 ]
 Level = Annotated[LogLevel, typer.Option("--log-level", case_sensitive=False, help="Log level.")]
 AccessLog = Annotated[bool, typer.Option("--access-log", help="Log every HTTP request.")]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="HOOKD_DATABASE_URL",
+        help="PostgreSQL URL (postgresql://user:password@host:5432/db): many API and worker "
+        "processes share it. Unset: SQLite at --db.",
+        metavar="URL",
+        show_default=False,
+    ),
+]
 
 DEFAULT_DB = Path("hookd.db")
 
@@ -49,9 +60,10 @@ def serve(
     port: Port = 8000,
     log_level: Level = LogLevel.INFO,
     access_log: AccessLog = False,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Run the API and the delivery worker in one process (Ctrl-C stops it gracefully)."""
-    _serve(db, host, port, log_level, access_log, run_worker=True)
+    _serve(db, host, port, log_level, access_log, run_worker=True, database_url=database_url)
 
 
 def api(
@@ -60,15 +72,40 @@ def api(
     port: Port = 8000,
     log_level: Level = LogLevel.INFO,
     access_log: AccessLog = False,
+    database_url: DatabaseUrl = None,
 ) -> None:
     """Run the API alone, without the delivery worker."""
-    _serve(db, host, port, log_level, access_log, run_worker=False)
+    _serve(db, host, port, log_level, access_log, run_worker=False, database_url=database_url)
+
+
+def worker(
+    db: Db = DEFAULT_DB,
+    log_level: Level = LogLevel.INFO,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Run the delivery worker alone, without the API (on PostgreSQL, as many as you like)."""
+    settings = Settings.from_env(db_path=db, **_database(database_url))
+    server.run_server(
+        settings, run_api=False, console=Console(highlight=False), log_level=log_level.value
+    )
+
+
+def _database(url: str | None) -> dict[str, Any]:
+    """Settings overrides for --database-url (which typer already read from the environment)."""
+    return {} if url is None else {"database_url": url}
 
 
 def _serve(
-    db: Path, host: str, port: int, log_level: LogLevel, access_log: bool, *, run_worker: bool
+    db: Path,
+    host: str,
+    port: int,
+    log_level: LogLevel,
+    access_log: bool,
+    *,
+    run_worker: bool,
+    database_url: str | None = None,
 ) -> None:
-    settings = Settings.from_env(db_path=db, host=host, port=port)
+    settings = Settings.from_env(db_path=db, host=host, port=port, **_database(database_url))
     server.run_server(
         settings,
         run_worker=run_worker,
@@ -78,11 +115,12 @@ def _serve(
     )
 
 
-def migrate(db: Db = DEFAULT_DB) -> None:
+def migrate(db: Db = DEFAULT_DB, database_url: DatabaseUrl = None) -> None:
     """Create the database or bring its schema up to date."""
-    settings = Settings.from_env(db_path=db)
+    settings = Settings.from_env(db_path=db, **_database(database_url))
     version = server.migrate_database(settings)
-    common.success(f"{settings.db_path} is at schema version {version}")
+    where = settings.db_path if settings.database_url is None else settings.database_label()
+    common.success(f"{where} is at schema version {version}")
 
 
 def listen(

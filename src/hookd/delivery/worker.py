@@ -3,6 +3,7 @@
     claim loop ──► one task per delivery (bounded by `concurrency`) ──► recorder ──► store.record
          ▲                                                                │
          └──────── wake-up: a publish in this process, a retry falling due, or the poll timer
+                   (on PostgreSQL also a NOTIFY: a publish, replay or resume in any process)
 
 The policy (hookd.policy.retry) decides what each outcome means; the worker only carries it out.
 A worker that dies leaves its leases to expire (or, on SQLite, to be freed at the next start);
@@ -23,7 +24,7 @@ from collections.abc import Callable, Mapping
 
 from hookd.config import Settings
 from hookd.delivery.sender import USER_AGENT, Outcome, Sender
-from hookd.domain import ids
+from hookd.domain import errors, ids
 from hookd.domain.models import (
     Attempt,
     AttemptResult,
@@ -33,9 +34,12 @@ from hookd.domain.models import (
     EndpointStatus,
 )
 from hookd.policy import retry, signing
-from hookd.store.port import Store
+from hookd.store.port import Store, WakeupSource
 
 log = logging.getLogger("hookd.worker")
+
+#: Longest wait between claims while the database is unavailable (seconds).
+_MAX_BACKOFF = 5.0
 
 _STATUS_OF = {
     retry.DecisionKind.DELIVERED: DeliveryStatus.DELIVERED,
@@ -79,13 +83,17 @@ class Worker:
         worker_id: str | None = None,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
+        on_result: Callable[[AttemptResult], None] | None = None,
     ) -> None:
+        """`on_result`, when given, hears of every finished attempt as it is queued for
+        recording (on the event loop; it must be quick and must not raise)."""
         self.id = worker_id or f"wrk_{os.getpid()}_{ids.new_id('w')[-8:]}"
         self._store = store
         self._sender = sender
         self._settings = settings
         self._clock = clock
         self._rand = rand
+        self._on_result = on_result
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._stopping = False
@@ -96,6 +104,7 @@ class Worker:
         self._earliest_retry: float | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._recorder_task: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
 
     # control -----------------------------------------------------------------------------------
     def notify(self) -> None:
@@ -108,12 +117,17 @@ class Worker:
             log.info("recovered %d leases left by a previous run", recovered)
         self._recorder_task = asyncio.create_task(self._record_loop(), name="hookd-recorder")
         self._loop_task = asyncio.create_task(self._claim_loop(), name="hookd-claim-loop")
+        if isinstance(self._store, WakeupSource):  # e.g. PostgreSQL's NOTIFY from other processes
+            self._unsubscribe = self._store.subscribe_wakeups(self.notify)
 
     async def stop(self) -> None:
         """Stop claiming, let in-flight requests finish up to the grace period, release the rest."""
         if self._loop_task is None:
             return
         self._stopping = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         self._wake.set()
         self._slot_free.set()
         await self._loop_task
@@ -151,6 +165,7 @@ class Worker:
     # claiming ----------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         cfg = self._settings.worker
+        backoff = cfg.poll_interval  # grows while the database is unavailable
         while not self._stopping:
             capacity = cfg.concurrency - len(self._in_flight)
             if capacity < min(cfg.batch_size, cfg.concurrency) // 4 or capacity <= 0:
@@ -168,9 +183,15 @@ class Worker:
                 )
                 if claimed:
                     await self._dispatch(claimed)
+            except errors.StoreUnavailable as exc:
+                log.warning("claim failed, retrying in %.1f s: %s", backoff, exc)
+                await self._idle(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+                continue
             except Exception:
                 log.exception("claim failed; retrying after the poll interval")
                 claimed = []
+            backoff = cfg.poll_interval
             if len(claimed) == limit:
                 continue  # there may be more due right now
             await self._idle(cfg.poll_interval)
@@ -259,17 +280,21 @@ class Worker:
             response_headers=outcome.response_headers,
             response_body=outcome.body_excerpt,
         )
-        self._pending_results.append(
-            AttemptResult(
-                attempt=attempt,
-                status=status,
-                next_attempt_at=decision.next_attempt_at,
-                disable_endpoint_reason=(
-                    decision.reason if decision.kind is retry.DecisionKind.DISABLE else None
-                ),
-            )
+        result = AttemptResult(
+            attempt=attempt,
+            status=status,
+            next_attempt_at=decision.next_attempt_at,
+            disable_endpoint_reason=(
+                decision.reason if decision.kind is retry.DecisionKind.DISABLE else None
+            ),
         )
+        self._pending_results.append(result)
         self._results_ready.set()
+        if self._on_result is not None:
+            try:
+                self._on_result(result)
+            except Exception:  # an observer's bug must not stop deliveries
+                log.exception("the attempt observer failed")
         if decision.next_attempt_at is not None and (
             self._earliest_retry is None or decision.next_attempt_at < self._earliest_retry
         ):
@@ -311,14 +336,24 @@ class Worker:
 
     async def _write_results(self, batch: list[AttemptResult]) -> None:
         delay = 0.05
-        for attempt in range(8):
+        failures = 0
+        # a database that is away (a restart): keep trying while the leases last
+        give_up_at = time.monotonic() + self._settings.lease_seconds
+        while True:
             try:
                 await self._store.record(worker_id=self.id, results=batch, now=self._clock())
                 return
+            except errors.StoreUnavailable as exc:
+                if time.monotonic() > give_up_at:
+                    break
+                log.warning("recording %d attempts failed, retrying: %s", len(batch), exc)
             except Exception:
-                log.exception("recording %d attempts failed (try %d)", len(batch), attempt + 1)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                failures += 1
+                log.exception("recording %d attempts failed (try %d)", len(batch), failures)
+                if failures >= 8:
+                    break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
         log.error(
             "gave up recording %d attempts; their leases will expire and they will be sent again",
             len(batch),

@@ -10,6 +10,8 @@ HookdError
  ├── Conflict                 the request conflicts with the resource's current state
  ├── PayloadTooLarge          a body or payload exceeds its size limit
  ├── Unauthorized             missing or wrong credentials
+ ├── Forbidden                the credentials are valid but may not do this (e.g. a tenant key
+ │                            asking for an admin key)
  ├── VerificationError        an incoming webhook failed signature or timestamp verification
  ├── DestinationBlocked       the SSRF guard refused a destination address
  ├── StoreError               the storage backend failed (driver error kept as __cause__)
@@ -84,6 +86,11 @@ class PayloadTooLarge(HookdError):
 
 class Unauthorized(HookdError):
     """Missing or wrong credentials."""
+
+
+class Forbidden(HookdError):
+    """The caller is authenticated but may not do this. Never used where the answer would
+    reveal another tenant's resources: those are `NotFound`."""
 
 
 class VerificationError(HookdError):

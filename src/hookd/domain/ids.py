@@ -20,6 +20,7 @@ EVENT = "evt"
 DELIVERY = "dlv"
 ATTEMPT = "att"
 API_KEY = "key"
+EVENT_TYPE = "et"
 TENANT = "ten"
 
 

@@ -71,6 +71,15 @@ class EndpointSecret:
 
 
 @dataclass(frozen=True, slots=True)
+class EndpointRateLimit:
+    """An endpoint's delivery rate limit: a token bucket of `burst` tokens refilled at
+    `per_second`. Stored and returned; enforced by the worker from issue 5 on."""
+
+    per_second: float
+    burst: int
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     id: str
     tenant_id: str
@@ -87,12 +96,31 @@ class Endpoint:
     status: EndpointStatus = EndpointStatus.ACTIVE
     status_reason: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: A payload filter, stored as given (a JSON object) and not evaluated yet.
+    filter: Mapping[str, Any] | None = None
+    rate_limit: EndpointRateLimit | None = None
 
     def signing_keys_at(self, now: float) -> list[str]:
         """The secrets to sign with now: the newest first, then any still inside a grace period."""
         live = [s for s in self.secrets if s.valid_at(now)]
         live.sort(key=lambda s: s.created_at, reverse=True)
         return [s.value.reveal() for s in live]
+
+
+@dataclass(frozen=True, slots=True)
+class EventType:
+    """A tenant's declaration of an event type: its payload's JSON Schema (draft 2020-12) and an
+    example. Archived types stay readable but can no longer be published."""
+
+    id: str
+    tenant_id: str
+    name: str
+    created_at: float
+    updated_at: float
+    description: str | None = None
+    schema: Mapping[str, Any] | None = None  # None: any JSON object is accepted
+    example: Mapping[str, Any] | None = None
+    archived: bool = False
 
 
 @dataclass(frozen=True, slots=True)

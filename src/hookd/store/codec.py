@@ -18,13 +18,15 @@ from hookd.domain.models import (
     Delivery,
     DeliveryStatus,
     Endpoint,
+    EndpointRateLimit,
     EndpointSecret,
     EndpointStatus,
     Event,
+    EventType,
     Secret,
 )
 from hookd.policy import retry
-from hookd.store.port import DeliveryFilter
+from hookd.store.port import DeliveryFilter, EventFilter
 
 
 def dumps(value: object) -> str:
@@ -52,7 +54,22 @@ def endpoint_to_row(endpoint: Endpoint, box: SecretBox) -> dict[str, Any]:
         "metadata": dumps(dict(endpoint.metadata)),
         "created_at": endpoint.created_at,
         "updated_at": endpoint.updated_at,
+        "filter": None if endpoint.filter is None else dumps(dict(endpoint.filter)),
+        "rate_limit": rate_limit_to_json(endpoint.rate_limit),
     }
+
+
+def rate_limit_to_json(limit: EndpointRateLimit | None) -> str | None:
+    if limit is None:
+        return None
+    return dumps({"per_second": limit.per_second, "burst": limit.burst})
+
+
+def rate_limit_from_json(text: str | None) -> EndpointRateLimit | None:
+    if text is None:
+        return None
+    data = orjson.loads(text)
+    return EndpointRateLimit(per_second=float(data["per_second"]), burst=int(data["burst"]))
 
 
 def endpoint_from_row(row: Mapping[str, Any], box: SecretBox) -> Endpoint:
@@ -76,6 +93,8 @@ def endpoint_from_row(row: Mapping[str, Any], box: SecretBox) -> Endpoint:
         metadata=orjson.loads(row["metadata"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        filter=None if row["filter"] is None else orjson.loads(row["filter"]),
+        rate_limit=rate_limit_from_json(row["rate_limit"]),
     )
 
 
@@ -89,6 +108,39 @@ def event_from_row(row: Mapping[str, Any]) -> Event:
         created_at=row["created_at"],
         idempotency_key=row["idempotency_key"],
     )
+
+
+def event_type_to_row(event_type: EventType) -> dict[str, Any]:
+    return {
+        "id": event_type.id,
+        "tenant_id": event_type.tenant_id,
+        "name": event_type.name,
+        "description": event_type.description,
+        "schema": None if event_type.schema is None else dumps(dict(event_type.schema)),
+        "example": None if event_type.example is None else dumps(dict(event_type.example)),
+        "archived": int(event_type.archived),
+        "created_at": event_type.created_at,
+        "updated_at": event_type.updated_at,
+    }
+
+
+def event_type_from_row(row: Mapping[str, Any]) -> EventType:
+    return EventType(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        name=row["name"],
+        description=row["description"],
+        schema=None if row["schema"] is None else orjson.loads(row["schema"]),
+        example=None if row["example"] is None else orjson.loads(row["example"]),
+        archived=bool(row["archived"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def event_filter_params(f: EventFilter) -> dict[str, Any]:
+    """Named parameters for the optional-filter clauses of `list_events`."""
+    return {"type": f.type, "created_after": f.created_after, "created_before": f.created_before}
 
 
 def delivery_from_row(row: Mapping[str, Any]) -> Delivery:

@@ -7,6 +7,7 @@ Nothing is persisted; secrets are kept as given (there is no "rest" to encrypt t
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Collection, Sequence
 from typing import TypeVar
@@ -21,11 +22,20 @@ from hookd.domain.models import (
     Endpoint,
     EndpointStatus,
     Event,
+    EventType,
     PublishResult,
 )
 from hookd.policy.patterns import PatternSet
 from hookd.store import codec
-from hookd.store.port import ApiKey, DeliveryFilter, Page
+from hookd.store.port import (
+    ApiKey,
+    AttemptSample,
+    DeliveryCount,
+    DeliveryFilter,
+    EventFilter,
+    Page,
+    QueueCounts,
+)
 
 T = TypeVar("T", bound=object)
 
@@ -40,6 +50,7 @@ class MemoryStore:
         self.deliveries: dict[str, Delivery] = {}
         self.leases: dict[str, str] = {}  # delivery id -> worker id
         self.attempts: dict[str, list[Attempt]] = {}
+        self.event_types: dict[tuple[str, str], EventType] = {}  # (tenant, name) -> type
         self.open_count = 0
 
     async def open(self) -> None:
@@ -63,6 +74,60 @@ class MemoryStore:
     async def list_api_keys(self, tenant_id: str | None) -> list[ApiKey]:
         keys = [k for k in self.keys.values() if tenant_id is None or k.tenant_id == tenant_id]
         return sorted(keys, key=lambda k: k.id)
+
+    async def get_api_key(self, tenant_id: str | None, key_id: str) -> ApiKey | None:
+        key = self.keys.get(key_id)
+        if key is None or (tenant_id is not None and key.tenant_id != tenant_id):
+            return None
+        return key
+
+    async def revoke_api_key(
+        self, tenant_id: str | None, key_id: str, *, now: float
+    ) -> ApiKey | None:
+        key = await self.get_api_key(tenant_id, key_id)
+        if key is not None and key.revoked_at is None:
+            key = self.keys[key_id] = dataclasses.replace(key, revoked_at=now)
+        return key
+
+    # event types -------------------------------------------------------------------------------
+    async def create_event_type(self, event_type: EventType) -> None:
+        slot = (event_type.tenant_id, event_type.name)
+        if slot in self.event_types:
+            raise errors.Conflict(f"event type {event_type.name!r} already exists")
+        self.event_types[slot] = event_type
+
+    async def update_event_type(self, event_type: EventType) -> None:
+        slot = (event_type.tenant_id, event_type.name)
+        before = self.event_types.get(slot)
+        if before is None:
+            raise errors.NotFound("event type", event_type.name)
+        self.event_types[slot] = dataclasses.replace(
+            event_type, id=before.id, created_at=before.created_at
+        )
+
+    async def get_event_type(self, tenant_id: str, name: str) -> EventType | None:
+        return self.event_types.get((tenant_id, name))
+
+    async def event_types_by_name(
+        self, tenant_id: str, names: Collection[str]
+    ) -> dict[str, EventType]:
+        found = (self.event_types.get((tenant_id, name)) for name in names)
+        return {t.name: t for t in found if t is not None}
+
+    async def list_event_types(
+        self,
+        tenant_id: str | None,
+        *,
+        include_archived: bool,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[EventType]:
+        items = [
+            t
+            for t in self.event_types.values()
+            if self._visible(tenant_id, t.tenant_id) and (include_archived or not t.archived)
+        ]
+        return _page(items, limit, cursor)
 
     # endpoints ---------------------------------------------------------------------------------
     async def create_endpoint(self, endpoint: Endpoint) -> None:
@@ -133,18 +198,22 @@ class MemoryStore:
         return {i: self.endpoints[i] for i in endpoint_ids if i in self.endpoints}
 
     # events ------------------------------------------------------------------------------------
-    async def publish(self, events: Sequence[Event]) -> list[PublishResult]:
+    async def publish(
+        self, events: Sequence[Event], *, idempotent_since: float | None = None
+    ) -> list[PublishResult]:
         results = []
         for event in events:
             if event.idempotency_key is not None:
-                first = next(
+                first = max(
                     (
                         e
                         for e in self.events.values()
                         if e.tenant_id == event.tenant_id
                         and e.idempotency_key == event.idempotency_key
+                        and (idempotent_since is None or e.created_at >= idempotent_since)
                     ),
-                    None,
+                    key=lambda e: e.created_at,
+                    default=None,
                 )
                 if first is not None:
                     count = sum(1 for d in self.deliveries.values() if d.event_id == first.id)
@@ -181,6 +250,25 @@ class MemoryStore:
         if event is None or not self._visible(tenant_id, event.tenant_id):
             return None
         return event
+
+    async def list_events(
+        self,
+        tenant_id: str | None,
+        filter: EventFilter,
+        *,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[Event]:
+        f = filter
+        items = [
+            e
+            for e in self.events.values()
+            if self._visible(tenant_id, e.tenant_id)
+            and (f.type is None or e.type == f.type)
+            and (f.created_after is None or e.created_at >= f.created_after)
+            and (f.created_before is None or e.created_at < f.created_before)
+        ]
+        return _page(items, limit, cursor)
 
     # the worker's side -------------------------------------------------------------------------
     async def claim(
@@ -371,6 +459,56 @@ class MemoryStore:
         for delivery in chosen:
             self._drop_delivery(delivery.id)
         return len(chosen)
+
+    # stats and metrics -------------------------------------------------------------------------
+    async def count_deliveries(
+        self, tenant_id: str | None, *, since: float, endpoint_id: str | None = None
+    ) -> list[DeliveryCount]:
+        groups: collections.Counter[tuple[str, str, DeliveryStatus]] = collections.Counter(
+            (d.endpoint_id, d.event_type, d.status)
+            for d in self.deliveries.values()
+            if self._visible(tenant_id, d.tenant_id)
+            and d.created_at >= since
+            and (endpoint_id is None or d.endpoint_id == endpoint_id)
+        )
+        return [DeliveryCount(e, t, s, n) for (e, t, s), n in groups.items()]
+
+    async def sample_attempts(
+        self,
+        tenant_id: str | None,
+        *,
+        since: float,
+        endpoint_id: str | None = None,
+        limit: int,
+    ) -> AttemptSample:
+        found = [
+            a
+            for delivery_id, attempts in self.attempts.items()
+            if (d := self.deliveries.get(delivery_id)) is not None
+            and self._visible(tenant_id, d.tenant_id)
+            for a in attempts
+            if a.started_at >= since and (endpoint_id is None or a.endpoint_id == endpoint_id)
+        ]
+        found.sort(key=lambda a: a.started_at, reverse=True)
+        return AttemptSample(
+            count=len(found),
+            total_ms=sum(a.duration_ms for a in found),
+            durations_ms=[a.duration_ms for a in found[:limit]],
+        )
+
+    async def queue_counts(self, *, now: float) -> QueueCounts:
+        by_status = collections.Counter(d.status for d in self.deliveries.values())
+        due = sum(
+            1
+            for d in self.deliveries.values()
+            if d.status in _CLAIMABLE and d.next_attempt_at is not None and d.next_attempt_at <= now
+        )
+        return QueueCounts(
+            due=due,
+            pending=by_status[DeliveryStatus.PENDING],
+            sending=by_status[DeliveryStatus.SENDING],
+            parked=by_status[DeliveryStatus.PARKED],
+        )
 
 
 def _page(items: Sequence[T], limit: int, cursor: str | None) -> Page[T]:

@@ -18,13 +18,22 @@ hold each adapter to them):
   `disable_endpoint_reason` disables the endpoint and parks its pending deliveries.
 - Pausing or disabling an endpoint (`update_endpoint`) parks its pending deliveries; making it
   active again resumes them.
+- Idempotency keys have a retention window: `publish(..., idempotent_since=T)` matches a key
+  only against the tenant's events with `created_at >= T` (the newest such event wins); an older
+  event with the same key is ignored and a new event is stored with that key. Two concurrent
+  publishes with the same (tenant, key) must still store one event (SQLite: its one writer;
+  PostgreSQL: e.g. a transaction-scoped advisory lock on the key).
+- Endpoints round-trip every field, including `filter` (a JSON object, stored as given, not
+  evaluated) and `rate_limit`.
+- Event types are unique per (tenant, name); `create_event_type` raises `Conflict` on a repeat.
+- Lists are pages, newest first (id descending); `cursor` is the last id of the previous page.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from hookd.domain.models import (
     Attempt,
@@ -34,6 +43,7 @@ from hookd.domain.models import (
     DeliveryStatus,
     Endpoint,
     Event,
+    EventType,
     PublishResult,
 )
 
@@ -60,6 +70,44 @@ class DeliveryFilter:
     updated_before: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events `list_events` returns; every field given must match."""
+
+    type: str | None = None  # exact event type
+    created_after: float | None = None  # created_at >= this
+    created_before: float | None = None  # created_at < this
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryCount:
+    """How many deliveries of one endpoint and one event type are in one status (stats)."""
+
+    endpoint_id: str
+    event_type: str
+    status: DeliveryStatus
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptSample:
+    """Attempts started in a time window (stats): all of them counted, the latest sampled."""
+
+    count: int  # attempts started in the window
+    total_ms: float  # the sum of their durations (0.0 when none)
+    durations_ms: list[float]  # durations of the latest `limit` of them, in any order
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCounts:
+    """Deliveries waiting, over every tenant (metrics)."""
+
+    due: int  # what `claim` would take now: pending and due, or sending with an expired lease
+    pending: int  # every pending delivery, due now or scheduled for a retry
+    sending: int  # claimed, under a lease (expired leases included)
+    parked: int  # waiting for their endpoint to be active again
+
+
 T = TypeVar("T")
 
 
@@ -84,7 +132,20 @@ class Store(Protocol):
 
     async def find_api_key(self, key_hash: str) -> ApiKey | None: ...
 
-    async def list_api_keys(self, tenant_id: str | None) -> list[ApiKey]: ...
+    async def list_api_keys(self, tenant_id: str | None) -> list[ApiKey]:
+        """Every key (revoked ones too), ordered by id. `tenant_id` None: every key, admin keys
+        included; a tenant id: that tenant's keys only (never admin keys)."""
+
+    async def get_api_key(self, tenant_id: str | None, key_id: str) -> ApiKey | None:
+        """The key with this id if `tenant_id` may see it (None sees every key), else None."""
+
+    async def revoke_api_key(
+        self, tenant_id: str | None, key_id: str, *, now: float
+    ) -> ApiKey | None:
+        """Set `revoked_at = now` unless the key is already revoked (then it keeps its first
+        `revoked_at`). Returns the key as stored afterwards, or None when `tenant_id` cannot see
+        a key with this id. From the commit on, `find_api_key` returns it with `revoked_at`
+        set, so the next request with it is refused."""
 
     # endpoints -------------------------------------------------------------------------------
     async def create_endpoint(self, endpoint: Endpoint) -> None: ...
@@ -104,10 +165,59 @@ class Store(Protocol):
     async def endpoints_by_id(self, endpoint_ids: Collection[str]) -> dict[str, Endpoint]:
         """The worker's view of endpoints (may be cached; writes through this store refresh it)."""
 
+    # event types -----------------------------------------------------------------------------
+    async def create_event_type(self, event_type: EventType) -> None:
+        """Store a new event type; `Conflict` when its tenant already has one of that name
+        (archived or not)."""
+
+    async def update_event_type(self, event_type: EventType) -> None:
+        """Replace the stored event type with the same tenant and name (every field but `id`
+        and `created_at`); `NotFound` when there is none."""
+
+    async def get_event_type(self, tenant_id: str, name: str) -> EventType | None:
+        """The tenant's event type of this name, archived or not; None when there is none."""
+
+    async def event_types_by_name(
+        self, tenant_id: str, names: Collection[str]
+    ) -> dict[str, EventType]:
+        """The tenant's event types among `names` (archived ones too), by name. One query:
+        publishing calls it for every event or batch."""
+
+    async def list_event_types(
+        self,
+        tenant_id: str | None,
+        *,
+        include_archived: bool,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[EventType]:
+        """Event types newest first (id descending); `tenant_id` None: every tenant's. Archived
+        ones only with `include_archived`."""
+
     # events ----------------------------------------------------------------------------------
-    async def publish(self, events: Sequence[Event]) -> list[PublishResult]: ...
+    async def publish(
+        self, events: Sequence[Event], *, idempotent_since: float | None = None
+    ) -> list[PublishResult]:
+        """Store the events (in order) and their deliveries in one transaction: all or none.
+
+        An event with an idempotency key that matches an earlier event of its tenant created at
+        or after `idempotent_since` (None: ever) is not stored; its result is the earlier event
+        with `duplicate=True` and that event's delivery count. Earlier events of the same call
+        count, so a key repeated within one batch yields one event.
+        """
 
     async def get_event(self, tenant_id: str | None, event_id: str) -> Event | None: ...
+
+    async def list_events(
+        self,
+        tenant_id: str | None,
+        filter: EventFilter,
+        *,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[Event]:
+        """Events matching `filter`, newest first (id descending); `tenant_id` None: every
+        tenant's."""
 
     # the worker's side -----------------------------------------------------------------------
     async def claim(
@@ -157,3 +267,39 @@ class Store(Protocol):
 
     async def purge(self, tenant_id: str | None, filter: DeliveryFilter) -> int:
         """Delete matching deliveries (and their attempts); returns how many."""
+
+    # stats and metrics -----------------------------------------------------------------------
+    async def count_deliveries(
+        self, tenant_id: str | None, *, since: float, endpoint_id: str | None = None
+    ) -> list[DeliveryCount]:
+        """Deliveries created at or after `since` (of one endpoint when given), counted per
+        (endpoint_id, event_type, status); groups with no delivery are left out, order is free.
+        """
+
+    async def sample_attempts(
+        self,
+        tenant_id: str | None,
+        *,
+        since: float,
+        endpoint_id: str | None = None,
+        limit: int,
+    ) -> AttemptSample:
+        """Attempts started at or after `since` (of one endpoint when given; of the tenant's
+        endpoints when `tenant_id` is set): their count, the sum of their `duration_ms`, and the
+        `duration_ms` of the `limit` most recently started among them (for percentiles).
+        """
+
+    async def queue_counts(self, *, now: float) -> QueueCounts:
+        """Deliveries of every tenant in the statuses that wait (see `QueueCounts`). Called for
+        metrics about once a second: it must stay cheap (an index count, no table scan)."""
+
+
+@runtime_checkable
+class WakeupSource(Protocol):
+    """A store that hears when work may have become due in another process (PostgreSQL's
+    LISTEN/NOTIFY). Optional: the worker subscribes when its store offers it, and keeps polling
+    either way; single-process stores have nothing to add to the worker's own wake-ups."""
+
+    def subscribe_wakeups(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` on the event loop at each hint; returns a function to unsubscribe."""
+        ...

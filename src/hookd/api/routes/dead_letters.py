@@ -10,26 +10,29 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from hookd.api import auth, params, problems, schemas, serialize
-from hookd.api.auth import Caller
+from hookd.api.auth import Caller, TenantQuery
 from hookd.api.deps import Cursor, EngineDep, Limit
+from hookd.api.jsonbody import StrictJSONRoute
 from hookd.domain.models import DEAD_LETTER_STATUSES
 from hookd.store.port import DeliveryFilter
 
-router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"])
+router = APIRouter(prefix="/v1/dead-letters", tags=["dead letters"], route_class=StrictJSONRoute)
 
 EndpointFilter = Annotated[str | None, Query(description="Only this endpoint's.")]
 
 
-@router.get("", summary="List dead letters", responses=problems.responses(401, 422))
+@router.get("", summary="List dead letters", responses=problems.responses(401, 404, 422))
 async def list_dead_letters(
     key: Caller,
     engine: EngineDep,
     endpoint_id: EndpointFilter = None,
+    tenant_id: TenantQuery = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> schemas.DeliveryPage:
     filter = DeliveryFilter(statuses=DEAD_LETTER_STATUSES, endpoint_id=endpoint_id)
-    page = await engine.list_deliveries(auth.scope(key), filter, limit=limit, cursor=cursor)
+    scope = auth.list_scope(key, tenant_id)
+    page = await engine.list_deliveries(scope, filter, limit=limit, cursor=cursor)
     return serialize.delivery_page(page)
 
 
@@ -37,14 +40,14 @@ async def list_dead_letters(
     "/replay",
     status_code=202,
     summary="Replay dead letters (all of them when the body is empty)",
-    responses=problems.responses(400, 401, 413, 422),
+    responses=problems.responses(400, 401, 404, 413, 422),
 )
 async def replay_dead_letters(
     key: Caller, engine: EngineDep, body: schemas.ReplayRequest | None = None
 ) -> schemas.Replayed:
     body = body or schemas.ReplayRequest()
     count = await engine.replay_dead_letters(
-        auth.scope(key),
+        auth.list_scope(key, body.tenant_id),
         delivery_ids=body.delivery_ids,
         endpoint_id=body.endpoint_id,
         event_type=body.event_type,
@@ -54,7 +57,7 @@ async def replay_dead_letters(
     return schemas.Replayed(replayed=count)
 
 
-@router.delete("", summary="Purge old dead letters", responses=problems.responses(401, 422))
+@router.delete("", summary="Purge old dead letters", responses=problems.responses(401, 404, 422))
 async def purge_dead_letters(
     key: Caller,
     engine: EngineDep,
@@ -67,8 +70,11 @@ async def purge_dead_letters(
         ),
     ],
     endpoint_id: EndpointFilter = None,
+    tenant_id: TenantQuery = None,
 ) -> schemas.Purged:
     count = await engine.purge_dead_letters(
-        auth.scope(key), older_than=params.parse_duration(older_than), endpoint_id=endpoint_id
+        auth.list_scope(key, tenant_id),
+        older_than=params.parse_duration(older_than),
+        endpoint_id=endpoint_id,
     )
     return schemas.Purged(purged=count)

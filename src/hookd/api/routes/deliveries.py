@@ -7,14 +7,16 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from hookd.api import auth, params, problems, schemas, serialize
-from hookd.api.auth import Caller
+from hookd.api.auth import Caller, TenantQuery
 from hookd.api.deps import Cursor, EngineDep, Limit
+from hookd.api.jsonbody import StrictJSONRoute
+from hookd.api.schemas import Timestamp
 from hookd.store.port import DeliveryFilter
 
-router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"])
+router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"], route_class=StrictJSONRoute)
 
 
-@router.get("", summary="List deliveries", responses=problems.responses(401, 422))
+@router.get("", summary="List deliveries", responses=problems.responses(401, 404, 422))
 async def list_deliveries(
     key: Caller,
     engine: EngineDep,
@@ -28,6 +30,14 @@ async def list_deliveries(
     endpoint_id: Annotated[str | None, Query(description="Only this endpoint's.")] = None,
     event_id: Annotated[str | None, Query(description="Only this event's.")] = None,
     event_type: Annotated[str | None, Query(description="Only this event type's.")] = None,
+    created_after: Annotated[
+        Timestamp | None,
+        Query(description="Only deliveries created at or after this (RFC 3339)."),
+    ] = None,
+    created_before: Annotated[
+        Timestamp | None, Query(description="Only deliveries created before this (RFC 3339).")
+    ] = None,
+    tenant_id: TenantQuery = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> schemas.DeliveryPage:
@@ -36,8 +46,11 @@ async def list_deliveries(
         endpoint_id=endpoint_id,
         event_id=event_id,
         event_type=event_type,
+        created_after=None if created_after is None else created_after.timestamp(),
+        created_before=None if created_before is None else created_before.timestamp(),
     )
-    page = await engine.list_deliveries(auth.scope(key), filter, limit=limit, cursor=cursor)
+    scope = auth.list_scope(key, tenant_id)
+    page = await engine.list_deliveries(scope, filter, limit=limit, cursor=cursor)
     return serialize.delivery_page(page)
 
 

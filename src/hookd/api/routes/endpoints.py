@@ -1,14 +1,17 @@
-"""/v1/endpoints: create, list, read, change and delete delivery destinations."""
+"""/v1/endpoints: create, list, read, change and delete delivery destinations; pause, resume,
+rotate the secret, send a test (stats are in routes/stats.py)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
-from hookd.api import auth, problems, schemas, serialize
-from hookd.api.auth import Caller
+from hookd.api import auth, problems, ratelimit, schemas, serialize
+from hookd.api.auth import Caller, TenantQuery
 from hookd.api.deps import Cursor, EngineDep, Limit
+from hookd.api.jsonbody import StrictJSONRoute
+from hookd.store.codec import rfc3339
 
-router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"])
+router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"], route_class=StrictJSONRoute)
 
 
 @router.post(
@@ -16,13 +19,13 @@ router = APIRouter(prefix="/v1/endpoints", tags=["endpoints"])
     status_code=201,
     summary="Create an endpoint",
     response_description="The endpoint, with its signing secret (shown only here).",
-    responses=problems.responses(400, 401, 413, 422),
+    responses=problems.responses(400, 401, 404, 413, 422),
 )
 async def create_endpoint(
     body: schemas.EndpointCreate, key: Caller, engine: EngineDep
 ) -> schemas.EndpointCreated:
     endpoint, secret = await engine.create_endpoint(
-        auth.home_tenant(key),
+        auth.target_tenant(key, body.tenant_id),
         url=body.url,
         event_types=body.event_types,
         secret=body.secret,
@@ -33,15 +36,21 @@ async def create_endpoint(
         name=body.name,
         description=body.description,
         metadata=body.metadata,
+        filter=body.filter,
+        rate_limit=None if body.rate_limit is None else body.rate_limit.model_dump(),
     )
     return serialize.endpoint_created(endpoint, secret)
 
 
-@router.get("", summary="List endpoints", responses=problems.responses(401, 422))
+@router.get("", summary="List endpoints", responses=problems.responses(401, 404, 422))
 async def list_endpoints(
-    key: Caller, engine: EngineDep, limit: Limit = 50, cursor: Cursor = None
+    key: Caller,
+    engine: EngineDep,
+    tenant_id: TenantQuery = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> schemas.EndpointPage:
-    page = await engine.list_endpoints(auth.scope(key), limit=limit, cursor=cursor)
+    page = await engine.list_endpoints(auth.list_scope(key, tenant_id), limit=limit, cursor=cursor)
     return serialize.endpoint_page(page)
 
 
@@ -72,3 +81,62 @@ async def update_endpoint(
 async def delete_endpoint(endpoint_id: str, key: Caller, engine: EngineDep) -> Response:
     await engine.delete_endpoint(auth.scope(key), endpoint_id)
     return Response(status_code=204)
+
+
+# operations: pause, resume, rotate the secret, send a test ------------------------------------
+@router.post(
+    "/{endpoint_id}/pause",
+    summary="Pause an endpoint: its deliveries wait (parked), nothing is dropped",
+    responses=problems.responses(401, 404),
+)
+async def pause_endpoint(endpoint_id: str, key: Caller, engine: EngineDep) -> schemas.Endpoint:
+    return serialize.endpoint(await engine.pause_endpoint(auth.scope(key), endpoint_id))
+
+
+@router.post(
+    "/{endpoint_id}/resume",
+    summary="Resume a paused or disabled endpoint; what waited is due at once",
+    responses=problems.responses(401, 404),
+)
+async def resume_endpoint(endpoint_id: str, key: Caller, engine: EngineDep) -> schemas.Endpoint:
+    return serialize.endpoint(await engine.resume_endpoint(auth.scope(key), endpoint_id))
+
+
+@router.post(
+    "/{endpoint_id}/secret/rotate",
+    summary="Rotate the signing secret, keeping the old one valid for a grace period",
+    response_description="The new secret (shown only here) and when the old one stops.",
+    responses=problems.responses(400, 401, 404, 409, 413, 422),
+)
+async def rotate_secret(
+    endpoint_id: str, key: Caller, engine: EngineDep, body: schemas.SecretRotate | None = None
+) -> schemas.SecretRotated:
+    body = body or schemas.SecretRotate()
+    _, secret, expires_at = await engine.rotate_secret(
+        auth.scope(key), endpoint_id, grace_period=body.grace_period, secret=body.secret
+    )
+    return schemas.SecretRotated(secret=secret, expires_at=rfc3339(expires_at))
+
+
+@router.post(
+    "/{endpoint_id}/test",
+    summary="Send one synthetic signed event to the endpoint now",
+    response_description="What the receiver answered (a failure to deliver is a 200 too).",
+    responses=problems.responses(400, 401, 404, 413, 422),
+)
+async def send_test(
+    endpoint_id: str,
+    key: Caller,
+    engine: EngineDep,
+    request: Request,
+    response: Response,
+    body: schemas.EndpointTest | None = None,
+) -> schemas.EndpointTestResult:
+    body = body or schemas.EndpointTest()
+    endpoint = await engine.get_endpoint(auth.scope(key), endpoint_id)
+    limit: ratelimit.SendTestLimit = request.app.state.test_send_limit
+    response.headers.update(limit.take(endpoint.id))
+    result = await engine.send_test(
+        auth.scope(key), endpoint.id, event_type=body.event_type, payload=body.payload
+    )
+    return serialize.endpoint_test_result(result)

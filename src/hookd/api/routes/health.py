@@ -10,10 +10,11 @@ from fastapi.responses import Response
 import hookd
 from hookd.api import problems, schemas
 from hookd.api.deps import EngineDep
+from hookd.api.jsonbody import StrictJSONRoute
 
 log = logging.getLogger("hookd.api")
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=StrictJSONRoute)
 
 
 @router.get("/healthz", summary="Liveness")

@@ -21,19 +21,29 @@ FROM api_keys
 WHERE (:tenant_id IS NULL OR tenant_id = :tenant_id)
 ORDER BY id;
 
+-- name: get_api_key
+SELECT id, prefix, key_hash, tenant_id, name, created_at, revoked_at
+FROM api_keys
+WHERE id = :id AND (:tenant_id IS NULL OR tenant_id = :tenant_id);
+
+-- name: revoke_api_key
+UPDATE api_keys SET revoked_at = :now
+WHERE id = :id AND revoked_at IS NULL AND (:tenant_id IS NULL OR tenant_id = :tenant_id);
+
 -- name: insert_endpoint
 INSERT INTO endpoints (id, tenant_id, url, name, description, event_types, secrets, headers,
                        timeout, retry_policy, status, status_reason, metadata, created_at,
-                       updated_at)
+                       updated_at, filter, rate_limit)
 VALUES (:id, :tenant_id, :url, :name, :description, :event_types, :secrets, :headers,
-        :timeout, :retry_policy, :status, :status_reason, :metadata, :created_at, :updated_at);
+        :timeout, :retry_policy, :status, :status_reason, :metadata, :created_at, :updated_at,
+        :filter, :rate_limit);
 
 -- name: update_endpoint
 UPDATE endpoints
 SET url = :url, name = :name, description = :description, event_types = :event_types,
     secrets = :secrets, headers = :headers, timeout = :timeout, retry_policy = :retry_policy,
     status = :status, status_reason = :status_reason, metadata = :metadata,
-    updated_at = :updated_at
+    updated_at = :updated_at, filter = :filter, rate_limit = :rate_limit
 WHERE id = :id AND tenant_id = :tenant_id;
 
 -- name: existing_deliveries
@@ -79,7 +89,12 @@ UPDATE endpoints SET status = 'disabled', status_reason = :reason, updated_at = 
 WHERE id = :id AND status != 'disabled';
 
 -- name: find_idempotent_event
-SELECT * FROM events WHERE tenant_id = :tenant_id AND idempotency_key = :key;
+-- The newest event of the tenant with this key inside the retention window (:since NULL: ever).
+SELECT * FROM events
+WHERE tenant_id = :tenant_id AND idempotency_key = :key
+  AND (:since IS NULL OR created_at >= :since)
+ORDER BY created_at DESC
+LIMIT 1;
 
 -- name: count_event_deliveries
 SELECT count(*) FROM deliveries WHERE event_id = :event_id;
@@ -96,6 +111,43 @@ VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?);
 -- name: get_event
 SELECT * FROM events
 WHERE id = :id AND (:tenant_id IS NULL OR tenant_id = :tenant_id);
+
+-- name: list_events
+SELECT * FROM events
+WHERE (:tenant_id IS NULL OR tenant_id = :tenant_id)
+  AND (:type IS NULL OR type = :type)
+  AND (:created_after IS NULL OR created_at >= :created_after)
+  AND (:created_before IS NULL OR created_at < :created_before)
+  AND (:cursor IS NULL OR id < :cursor)
+ORDER BY id DESC
+LIMIT :limit;
+
+-- name: insert_event_type
+INSERT INTO event_types (id, tenant_id, name, description, schema, example, archived,
+                         created_at, updated_at)
+VALUES (:id, :tenant_id, :name, :description, :schema, :example, :archived,
+        :created_at, :updated_at);
+
+-- name: update_event_type
+UPDATE event_types
+SET description = :description, schema = :schema, example = :example, archived = :archived,
+    updated_at = :updated_at
+WHERE tenant_id = :tenant_id AND name = :name;
+
+-- name: get_event_type
+SELECT * FROM event_types WHERE tenant_id = :tenant_id AND name = :name;
+
+-- name: event_types_by_name
+SELECT * FROM event_types
+WHERE tenant_id = :tenant_id AND name IN (SELECT value FROM json_each(:names));
+
+-- name: list_event_types
+SELECT * FROM event_types
+WHERE (:tenant_id IS NULL OR tenant_id = :tenant_id)
+  AND (:include_archived OR NOT archived)
+  AND (:cursor IS NULL OR id < :cursor)
+ORDER BY id DESC
+LIMIT :limit;
 
 -- name: events_for_bodies
 SELECT id, type, payload, occurred_at FROM events
@@ -216,3 +268,58 @@ WHERE id IN (
       AND (:created_before IS NULL OR created_at < :created_before)
       AND (:updated_before IS NULL OR updated_at < :updated_before)
 );
+
+-- Stats over a time window (migration 0003 adds the indexes they walk). --------------------
+
+-- name: count_deliveries
+SELECT endpoint_id, event_type, status, count(*) AS n
+FROM deliveries INDEXED BY deliveries_by_created
+WHERE created_at >= :since AND (:tenant_id IS NULL OR tenant_id = :tenant_id)
+GROUP BY endpoint_id, event_type, status;
+
+-- name: count_endpoint_deliveries
+SELECT endpoint_id, event_type, status, count(*) AS n
+FROM deliveries INDEXED BY deliveries_by_endpoint_created
+WHERE endpoint_id = :endpoint_id AND created_at >= :since
+  AND (:tenant_id IS NULL OR tenant_id = :tenant_id)
+GROUP BY endpoint_id, event_type, status;
+
+-- name: attempt_totals
+SELECT count(*), total(duration_ms) FROM attempts INDEXED BY attempts_by_started
+WHERE started_at >= :since
+  AND (:tenant_id IS NULL
+       OR endpoint_id IN (SELECT id FROM endpoints WHERE tenant_id = :tenant_id));
+
+-- name: attempt_sample
+SELECT duration_ms FROM attempts INDEXED BY attempts_by_started
+WHERE started_at >= :since
+  AND (:tenant_id IS NULL
+       OR endpoint_id IN (SELECT id FROM endpoints WHERE tenant_id = :tenant_id))
+ORDER BY started_at DESC
+LIMIT :limit;
+
+-- name: endpoint_attempt_totals
+SELECT count(*), total(duration_ms) FROM attempts INDEXED BY attempts_by_endpoint_started
+WHERE endpoint_id = :endpoint_id AND started_at >= :since
+  AND (:tenant_id IS NULL
+       OR endpoint_id IN (SELECT id FROM endpoints WHERE tenant_id = :tenant_id));
+
+-- name: endpoint_attempt_sample
+SELECT duration_ms FROM attempts INDEXED BY attempts_by_endpoint_started
+WHERE endpoint_id = :endpoint_id AND started_at >= :since
+  AND (:tenant_id IS NULL
+       OR endpoint_id IN (SELECT id FROM endpoints WHERE tenant_id = :tenant_id))
+ORDER BY started_at DESC
+LIMIT :limit;
+
+-- name: queue_counts
+-- Index-only counts: `due` walks the partial due index, the others deliveries_by_status.
+SELECT
+    (SELECT count(*) FROM deliveries INDEXED BY deliveries_due
+     WHERE status IN ('pending', 'sending') AND next_attempt_at <= :now) AS due,
+    (SELECT count(*) FROM deliveries INDEXED BY deliveries_by_status
+     WHERE status = 'pending') AS pending,
+    (SELECT count(*) FROM deliveries INDEXED BY deliveries_by_status
+     WHERE status = 'sending') AS sending,
+    (SELECT count(*) FROM deliveries INDEXED BY deliveries_by_status
+     WHERE status = 'parked') AS parked;

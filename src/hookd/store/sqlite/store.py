@@ -29,14 +29,24 @@ from hookd.domain.models import (
     AttemptResult,
     ClaimedDelivery,
     Delivery,
+    DeliveryStatus,
     Endpoint,
     EndpointStatus,
     Event,
+    EventType,
     PublishResult,
 )
 from hookd.policy.patterns import PatternSet
 from hookd.store import codec
-from hookd.store.port import ApiKey, DeliveryFilter, Page
+from hookd.store.port import (
+    ApiKey,
+    AttemptSample,
+    DeliveryCount,
+    DeliveryFilter,
+    EventFilter,
+    Page,
+    QueueCounts,
+)
 from hookd.store.sql import load_migrations, load_queries
 from hookd.store.sqlite.writer import Writer
 
@@ -248,6 +258,72 @@ class SqliteStore:
         )
         return [ApiKey(**dict(row)) for row in rows]
 
+    async def get_api_key(self, tenant_id: str | None, key_id: str) -> ApiKey | None:
+        params = {"id": key_id, "tenant_id": tenant_id}
+        row = await self._read(lambda c: c.execute(Q["get_api_key"], params).fetchone())
+        return None if row is None else ApiKey(**dict(row))
+
+    async def revoke_api_key(
+        self, tenant_id: str | None, key_id: str, *, now: float
+    ) -> ApiKey | None:
+        params = {"id": key_id, "tenant_id": tenant_id, "now": now}
+
+        def run(conn: sqlite3.Connection) -> ApiKey | None:
+            conn.execute(Q["revoke_api_key"], params)
+            row = conn.execute(Q["get_api_key"], params).fetchone()
+            return None if row is None else ApiKey(**dict(row))
+
+        return await self._write(run)
+
+    # event types -------------------------------------------------------------------------------
+    async def create_event_type(self, event_type: EventType) -> None:
+        row = codec.event_type_to_row(event_type)
+
+        def run(conn: sqlite3.Connection) -> None:
+            if conn.execute(Q["get_event_type"], row).fetchone() is not None:
+                raise errors.Conflict(f"event type {event_type.name!r} already exists")
+            conn.execute(Q["insert_event_type"], row)
+
+        await self._write(run)
+
+    async def update_event_type(self, event_type: EventType) -> None:
+        row = codec.event_type_to_row(event_type)
+
+        def run(conn: sqlite3.Connection) -> None:
+            if conn.execute(Q["update_event_type"], row).rowcount == 0:
+                raise errors.NotFound("event type", event_type.name)
+
+        await self._write(run)
+
+    async def get_event_type(self, tenant_id: str, name: str) -> EventType | None:
+        params = {"tenant_id": tenant_id, "name": name}
+        row = await self._read(lambda c: c.execute(Q["get_event_type"], params).fetchone())
+        return None if row is None else codec.event_type_from_row(row)
+
+    async def event_types_by_name(
+        self, tenant_id: str, names: Collection[str]
+    ) -> dict[str, EventType]:
+        params = {"tenant_id": tenant_id, "names": codec.dumps(list(names))}
+        rows = await self._read(lambda c: c.execute(Q["event_types_by_name"], params).fetchall())
+        return {r["name"]: codec.event_type_from_row(r) for r in rows}
+
+    async def list_event_types(
+        self,
+        tenant_id: str | None,
+        *,
+        include_archived: bool,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[EventType]:
+        params = {
+            "tenant_id": tenant_id,
+            "include_archived": include_archived,
+            "cursor": cursor,
+            "limit": limit + 1,
+        }
+        rows = await self._read(lambda c: c.execute(Q["list_event_types"], params).fetchall())
+        return _page([codec.event_type_from_row(r) for r in rows], limit)
+
     # endpoints ---------------------------------------------------------------------------------
     async def create_endpoint(self, endpoint: Endpoint) -> None:
         row = codec.endpoint_to_row(endpoint, self._box)
@@ -340,14 +416,20 @@ class SqliteStore:
             self._targets[tenant_id] = targets
         return targets
 
-    async def publish(self, events: Sequence[Event]) -> list[PublishResult]:
+    async def publish(
+        self, events: Sequence[Event], *, idempotent_since: float | None = None
+    ) -> list[PublishResult]:
         def run(conn: sqlite3.Connection) -> list[PublishResult]:
             results = []
             for event in events:
                 if event.idempotency_key is not None:
                     row = conn.execute(
                         Q["find_idempotent_event"],
-                        {"tenant_id": event.tenant_id, "key": event.idempotency_key},
+                        {
+                            "tenant_id": event.tenant_id,
+                            "key": event.idempotency_key,
+                            "since": idempotent_since,
+                        },
                     ).fetchone()
                     if row is not None:
                         count = conn.execute(
@@ -394,6 +476,23 @@ class SqliteStore:
             lambda c: c.execute(Q["get_event"], {"id": event_id, "tenant_id": tenant_id}).fetchone()
         )
         return None if row is None else codec.event_from_row(row)
+
+    async def list_events(
+        self,
+        tenant_id: str | None,
+        filter: EventFilter,
+        *,
+        limit: int,
+        cursor: str | None = None,
+    ) -> Page[Event]:
+        params = {
+            "tenant_id": tenant_id,
+            "cursor": cursor,
+            "limit": limit + 1,
+            **codec.event_filter_params(filter),
+        }
+        rows = await self._read(lambda c: c.execute(Q["list_events"], params).fetchall())
+        return _page([codec.event_from_row(r) for r in rows], limit)
 
     # the worker's side -------------------------------------------------------------------------
     async def claim(
@@ -536,6 +635,37 @@ class SqliteStore:
     async def purge(self, tenant_id: str | None, filter: DeliveryFilter) -> int:
         params = {"tenant_id": tenant_id, **codec.filter_params(filter)}
         return await self._write(lambda c: c.execute(Q["purge"], params).rowcount)
+
+    # stats and metrics -------------------------------------------------------------------------
+    async def count_deliveries(
+        self, tenant_id: str | None, *, since: float, endpoint_id: str | None = None
+    ) -> list[DeliveryCount]:
+        query = Q["count_deliveries" if endpoint_id is None else "count_endpoint_deliveries"]
+        params = {"tenant_id": tenant_id, "since": since, "endpoint_id": endpoint_id}
+        rows = await self._read(lambda c: c.execute(query, params).fetchall())
+        return [DeliveryCount(r[0], r[1], DeliveryStatus(r[2]), r[3]) for r in rows]
+
+    async def sample_attempts(
+        self,
+        tenant_id: str | None,
+        *,
+        since: float,
+        endpoint_id: str | None = None,
+        limit: int,
+    ) -> AttemptSample:
+        prefix = "" if endpoint_id is None else "endpoint_"
+        params = {"tenant_id": tenant_id, "since": since, "endpoint_id": endpoint_id}
+
+        def run(conn: sqlite3.Connection) -> AttemptSample:
+            count, total = conn.execute(Q[prefix + "attempt_totals"], params).fetchone()
+            sample = conn.execute(Q[prefix + "attempt_sample"], {**params, "limit": limit})
+            return AttemptSample(count, total, [row[0] for row in sample])
+
+        return await self._read(run)
+
+    async def queue_counts(self, *, now: float) -> QueueCounts:
+        row = await self._read(lambda c: c.execute(Q["queue_counts"], {"now": now}).fetchone())
+        return QueueCounts(due=row[0], pending=row[1], sending=row[2], parked=row[3])
 
 
 def _page(items: list[T], limit: int) -> Page[T]:

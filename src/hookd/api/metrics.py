@@ -1,0 +1,170 @@
+"""`GET /metrics`: Prometheus metrics, in the text exposition format.
+
+Each app has its own `CollectorRegistry` (never the process-wide one), read by a collector that
+turns the engine's plain counters (hookd.metrics) into metric families at scrape time:
+
+    hookd_events_published_total                 events published (idempotent repeats excluded)
+    hookd_delivery_attempts_total{endpoint,outcome}
+                                                 attempts by what they led to: delivered, retry,
+                                                 failed, dead, parked; endpoints past
+                                                 HOOKD_METRICS_ENDPOINT_CAP share endpoint="other"
+    hookd_attempt_duration_seconds               histogram of attempt latency
+    hookd_queue_depth{state}                     deliveries due (claimable now), pending, sending,
+                                                 parked, over every tenant; read from the store at
+                                                 most once a second
+    hookd_in_flight                              requests this process's worker has in flight
+    hookd_build_info{version}                    1
+
+Counters are this process's since it started. They name endpoints of every tenant, so they need
+an admin key unless `HOOKD_METRICS_PUBLIC=true` opens them (a private network's scraper).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import APIRouter, FastAPI, Request, Response, Security
+from fastapi.security import HTTPAuthorizationCredentials
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+import hookd
+from hookd.api import auth, problems
+from hookd.api.deps import EngineDep
+from hookd.api.jsonbody import StrictJSONRoute
+from hookd.domain import errors
+from hookd.engine import Engine
+from hookd.store.port import QueueCounts
+
+log = logging.getLogger("hookd.api")
+
+#: Seconds a queue count is reused before the store is asked again.
+QUEUE_CACHE_SECONDS = 1.0
+
+router = APIRouter(tags=["health"], route_class=StrictJSONRoute)
+
+
+class Exposition:
+    """The app's registry, and the cached queue counts its collector shows."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_Collector(self))
+        self.queue: QueueCounts | None = None
+        self._queue_at = -QUEUE_CACHE_SECONDS
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> None:
+        """Ask the store for queue counts, unless the last answer is less than a second old."""
+        async with self._lock:
+            if time.monotonic() - self._queue_at < QUEUE_CACHE_SECONDS:
+                return
+            try:
+                self.queue = await self.engine.store.queue_counts(now=time.time())
+            except errors.StoreError as exc:
+                log.warning("metrics: cannot count the queue: %s", exc)
+                self.queue = None  # not shown rather than stale
+            self._queue_at = time.monotonic()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _Collector:
+    def __init__(self, exposition: Exposition) -> None:
+        self._exposition = exposition
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self._exposition.engine
+        counters = engine.counters
+        yield CounterMetricFamily(
+            "hookd_events_published",
+            "Events published (idempotent repeats excluded).",
+            value=counters.published,
+        )
+        attempts = CounterMetricFamily(
+            "hookd_delivery_attempts",
+            "Delivery attempts by what they led to (delivered, retry, failed, dead, parked).",
+            labels=["endpoint", "outcome"],
+        )
+        for endpoint, outcome, count in counters.by_endpoint():
+            attempts.add_metric([endpoint, outcome], count)
+        yield attempts
+        buckets, total = counters.latency()
+        yield HistogramMetricFamily(
+            "hookd_attempt_duration_seconds",
+            "Delivery attempt latency, from sending the request to reading the response.",
+            buckets=[(_bound(b), float(n)) for b, n in buckets],
+            sum_value=total,
+        )
+        queue = self._exposition.queue
+        if queue is not None:
+            depth = GaugeMetricFamily(
+                "hookd_queue_depth",
+                "Deliveries waiting, every tenant: due (claimable now), pending, sending, parked.",
+                labels=["state"],
+            )
+            for state in ("due", "pending", "sending", "parked"):
+                depth.add_metric([state], getattr(queue, state))
+            yield depth
+        yield GaugeMetricFamily(
+            "hookd_in_flight",
+            "Requests this process's worker has in flight.",
+            value=0 if engine.worker is None else engine.worker.in_flight,
+        )
+        info = GaugeMetricFamily("hookd_build_info", "hookd's version.", labels=["version"])
+        info.add_metric([hookd.__version__], 1)
+        yield info
+
+
+def _bound(value: float) -> str:
+    return "+Inf" if value == float("inf") else repr(value)
+
+
+def install(app: FastAPI, engine: Engine) -> None:
+    app.state.metrics = Exposition(engine)
+    app.include_router(router)
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Metrics in the Prometheus text format (version 0.0.4).",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+        **problems.responses(401),
+        403: {
+            "description": "Metrics are not public (HOOKD_METRICS_PUBLIC=false) and the key is "
+            "not an admin key.",
+            "content": {problems.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        },
+    },
+    # public by default: the key is optional (an empty requirement means "none needed")
+    openapi_extra={"security": [{}]},
+)
+async def metrics(
+    request: Request,
+    engine: EngineDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(auth.bearer)],
+) -> Response:
+    if not engine.settings.metrics_public:
+        key = await auth.authenticate(engine, credentials)
+        if key.tenant_id is not None:
+            raise errors.Forbidden("metrics cover every tenant: an admin key is required")
+    exposition: Exposition = request.app.state.metrics
+    await exposition.refresh()
+    return Response(exposition.render(), media_type=CONTENT_TYPE_PLAIN_0_0_4)
