@@ -857,7 +857,11 @@ def main(argv: list[str] | None = None) -> int:
     results = runner(run(args, loop_name))
     text = markdown(results)
     print(text)
-    suffix = ("-quick" if args.quick else "") + ("-profiled" if args.profile or args.pyspy else "")
+    suffix = (
+        ("-quick" if args.quick else "")
+        + ("-profiled" if args.profile or args.pyspy else "")
+        + ("-partial" if set(args.scenarios.split(",")) != {"delivery", "publish"} else "")
+    )
     base = args.out / f"e2e-{_stamp()}{suffix}"
     base.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     base.with_suffix(".md").write_text(text + "\n")

@@ -604,3 +604,19 @@ async def test_endpoint_filter_and_rate_limit_round_trip(store: Store) -> None:
     await store.update_endpoint(cleared)
     assert await store.get_endpoint(None, endpoint.id) == cleared
     assert (await store.endpoints_by_id([endpoint.id]))[endpoint.id] == cleared
+
+
+async def test_event_type_answers_follow_writes(store: Store) -> None:
+    """Publishing asks for event types on every event; whatever an adapter caches, a declaration
+    or a change made through the store is seen by the very next lookup."""
+    assert await store.event_types_by_name(DEFAULT_TENANT, {"pay.done"}) == {}
+    declared = make_event_type("pay.done")
+    await store.create_event_type(declared)
+    assert await store.event_types_by_name(DEFAULT_TENANT, {"pay.done"}) == {
+        "pay.done": declared
+    }
+    archived = dataclasses.replace(declared, archived=True, updated_at=declared.updated_at + 1)
+    await store.update_event_type(archived)
+    found = await store.event_types_by_name(DEFAULT_TENANT, {"pay.done", "other.x"})
+    assert found == {"pay.done": archived}
+    assert await store.event_types_by_name(OTHER, {"pay.done"}) == {}

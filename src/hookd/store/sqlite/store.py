@@ -55,6 +55,7 @@ T = TypeVar("T")
 Q = load_queries("hookd.store.sqlite", "queries.sql")
 
 _KEY_CHECK = "secret_key_check"
+_EVENT_TYPE_CACHE = 10_000  # names cached per tenant at most
 
 #: One fan-out target: endpoint id, its compiled patterns, whether it is active.
 _Target = tuple[str, PatternSet, bool]
@@ -120,6 +121,9 @@ class SqliteStore:
         # the worker's endpoint cache; touched only on the event loop
         self._endpoints: dict[str, Endpoint] = {}
         self._endpoints_generation = 0
+        # event types by tenant and name, None for "not declared"; touched only on the event loop
+        self._event_types: dict[str, dict[str, EventType | None]] = {}
+        self._event_types_generation = 0
         self._open = False
 
     # lifecycle ---------------------------------------------------------------------------------
@@ -284,7 +288,10 @@ class SqliteStore:
                 raise errors.Conflict(f"event type {event_type.name!r} already exists")
             conn.execute(Q["insert_event_type"], row)
 
-        await self._write(run)
+        try:
+            await self._write(run)
+        finally:
+            self._forget_event_types(event_type.tenant_id)
 
     async def update_event_type(self, event_type: EventType) -> None:
         row = codec.event_type_to_row(event_type)
@@ -293,7 +300,14 @@ class SqliteStore:
             if conn.execute(Q["update_event_type"], row).rowcount == 0:
                 raise errors.NotFound("event type", event_type.name)
 
-        await self._write(run)
+        try:
+            await self._write(run)
+        finally:
+            self._forget_event_types(event_type.tenant_id)
+
+    def _forget_event_types(self, tenant_id: str) -> None:
+        self._event_types.pop(tenant_id, None)
+        self._event_types_generation += 1
 
     async def get_event_type(self, tenant_id: str, name: str) -> EventType | None:
         params = {"tenant_id": tenant_id, "name": name}
@@ -303,9 +317,26 @@ class SqliteStore:
     async def event_types_by_name(
         self, tenant_id: str, names: Collection[str]
     ) -> dict[str, EventType]:
-        params = {"tenant_id": tenant_id, "names": codec.dumps(list(names))}
-        rows = await self._read(lambda c: c.execute(Q["event_types_by_name"], params).fetchall())
-        return {r["name"]: codec.event_type_from_row(r) for r in rows}
+        # Every publish asks this, so answers (including "not declared") are cached; this
+        # process owns the database, and event types change only through it, so the cache is
+        # exact: a write drops the tenant's entries (and a read racing it is not kept).
+        known = self._event_types.get(tenant_id, {})
+        missing = [n for n in names if n not in known]
+        if missing:
+            generation = self._event_types_generation
+            params = {"tenant_id": tenant_id, "names": codec.dumps(missing)}
+            rows = await self._read(
+                lambda c: c.execute(Q["event_types_by_name"], params).fetchall()
+            )
+            loaded: dict[str, EventType | None] = dict.fromkeys(missing)
+            loaded.update({r["name"]: codec.event_type_from_row(r) for r in rows})
+            if generation == self._event_types_generation:
+                cached = self._event_types.setdefault(tenant_id, {})
+                if len(cached) > _EVENT_TYPE_CACHE:  # endless distinct names: start over
+                    cached.clear()
+                cached.update(loaded)
+            known = {**known, **loaded}
+        return {n: t for n in names if (t := known.get(n)) is not None}
 
     async def list_event_types(
         self,
