@@ -612,9 +612,7 @@ async def test_event_type_answers_follow_writes(store: Store) -> None:
     assert await store.event_types_by_name(DEFAULT_TENANT, {"pay.done"}) == {}
     declared = make_event_type("pay.done")
     await store.create_event_type(declared)
-    assert await store.event_types_by_name(DEFAULT_TENANT, {"pay.done"}) == {
-        "pay.done": declared
-    }
+    assert await store.event_types_by_name(DEFAULT_TENANT, {"pay.done"}) == {"pay.done": declared}
     archived = dataclasses.replace(declared, archived=True, updated_at=declared.updated_at + 1)
     await store.update_event_type(archived)
     found = await store.event_types_by_name(DEFAULT_TENANT, {"pay.done", "other.x"})
