@@ -4,40 +4,20 @@ event list and time filters, and the endpoint fields stored for later releases."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 
 from hookd.config import Settings
 from hookd.engine import Engine
-from support.api import Api, api_over, problem
+from support.api import api_over, problem
 
 ORDER: dict[str, Any] = {
     "type": "object",
     "properties": {"amount": {"type": "number", "minimum": 0}},
     "required": ["amount"],
 }
-
-
-@pytest.fixture
-async def api(settings: Settings) -> AsyncIterator[Api]:
-    async with Engine(settings, run_worker=False) as engine, api_over(engine) as api:
-        yield api
-
-
-@pytest.fixture
-async def admin(api: Api) -> AsyncIterator[httpx.AsyncClient]:
-    async with api.client() as client:
-        yield client
-
-
-@pytest.fixture
-async def acme(api: Api) -> AsyncIterator[httpx.AsyncClient]:
-    async with api.client(api.tenant_key) as client:
-        yield client
 
 
 def paths(body: dict[str, Any]) -> list[str]:
