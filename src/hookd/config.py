@@ -33,6 +33,8 @@ class WorkerSettings:
     record_batch: int = 512  # attempts written per transaction at most
     record_interval: float = 0.005  # seconds an attempt may wait to share a transaction
     shutdown_grace: float = 10.0  # seconds in-flight requests get to finish on SIGTERM
+    #: requests in flight to one endpoint at once (per process), unless the endpoint sets its own
+    endpoint_max_in_flight: int = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,9 @@ class Settings:
     max_payload_bytes: int = 256 * 1024
     response_excerpt_bytes: int = 4096
     retry_after_max: float = 86400.0
+    #: seconds an endpoint may fail without any success before it is disabled (per endpoint:
+    #: `disable_after`)
+    disable_after: float = 5 * 86400.0
     sqlite_synchronous: str = "FULL"
     # PostgreSQL (None: SQLite at db_path). The URL may hold a password: kept out of repr.
     database_url: str | None = field(default=None, repr=False)
@@ -181,6 +186,7 @@ class Settings:
             "HOOKD_MAX_TIMEOUT": ("max_timeout", float),
             "HOOKD_MAX_PAYLOAD_BYTES": ("max_payload_bytes", int),
             "HOOKD_RETRY_AFTER_MAX": ("retry_after_max", float),
+            "HOOKD_DISABLE_AFTER": ("disable_after", float),
             "HOOKD_DATABASE_POOL_SIZE": ("database_pool_size", int),
             "HOOKD_DATABASE_POOL_MIN": ("database_pool_min", int),
             "HOOKD_IDEMPOTENCY_TTL": ("idempotency_ttl", float),
@@ -194,6 +200,7 @@ class Settings:
             "HOOKD_WORKER_POLL_INTERVAL": ("poll_interval", float),
             "HOOKD_LEASE_SECONDS": ("lease_seconds", float),
             "HOOKD_SHUTDOWN_GRACE": ("shutdown_grace", float),
+            "HOOKD_ENDPOINT_MAX_IN_FLIGHT": ("endpoint_max_in_flight", int),
         }
         for target, table in ((values, numbers), (worker, worker_numbers)):
             for var, (name, kind) in table.items():
@@ -213,8 +220,13 @@ class Settings:
             (self.max_timeout <= 600, "HOOKD_MAX_TIMEOUT must be at most 600 seconds"),
             (self.max_payload_bytes > 0, "HOOKD_MAX_PAYLOAD_BYTES must be positive"),
             (self.idempotency_ttl > 0, "HOOKD_IDEMPOTENCY_TTL must be positive (seconds)"),
+            (self.disable_after > 0, "HOOKD_DISABLE_AFTER must be positive (seconds)"),
             (self.max_batch_bytes > 0, "HOOKD_MAX_BATCH_BYTES must be positive"),
             (self.worker.concurrency > 0, "HOOKD_WORKER_CONCURRENCY must be positive"),
+            (
+                self.worker.endpoint_max_in_flight > 0,
+                "HOOKD_ENDPOINT_MAX_IN_FLIGHT must be positive",
+            ),
             (self.worker.batch_size > 0, "HOOKD_WORKER_BATCH_SIZE must be positive"),
             (self.worker.poll_interval > 0, "HOOKD_WORKER_POLL_INTERVAL must be positive"),
             (

@@ -35,10 +35,13 @@ from hookd.domain import errors, ids, tenants
 from hookd.domain.errors import Problem
 from hookd.domain.models import (
     DEAD_LETTER_STATUSES,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
     Attempt,
     Delivery,
     DeliveryStatus,
     Endpoint,
+    EndpointOrdering,
     EndpointRateLimit,
     EndpointSecret,
     EndpointStatus,
@@ -71,6 +74,8 @@ MAX_PAGE = 500
 MAX_BATCH = 1000  # events in one batch publish
 MAX_BATCH_PROBLEMS = 1000  # problems listed for one batch (a last one says there were more)
 MAX_FILTER_BYTES = 16 * 1024
+MAX_IN_FLIGHT = 10_000  # the most an endpoint's `max_in_flight` may be
+MAX_DISABLE_AFTER = 365 * 86400.0  # the most an endpoint's `disable_after` may be (seconds)
 MAX_RATE = 1_000_000  # the most `rate_limit.per_second` and `rate_limit.burst` may be
 VALIDATOR_CACHE = 1024  # compiled event-type schemas kept
 
@@ -83,6 +88,7 @@ class EventInput:
     payload: Mapping[str, Any]
     idempotency_key: str | None = None
     occurred_at: float | None = None
+    priority: int | None = None
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")
@@ -280,11 +286,19 @@ class Engine:
         status: EndpointStatus = EndpointStatus.ACTIVE,
         filter: Mapping[str, Any] | None = None,
         rate_limit: Mapping[str, Any] | EndpointRateLimit | None = None,
+        default_priority: int = 0,
+        max_in_flight: int | None = None,
+        ordering: EndpointOrdering | str = EndpointOrdering.NONE,
+        disable_after: float | None = None,
+        fallback_url: str | None = None,
     ) -> tuple[Endpoint, str]:
         """Create an endpoint; returns it and its signing secret (shown once).
 
         `filter` (a JSON object) is stored as given and not evaluated yet; `rate_limit`
-        (`{"per_second", "burst"}`) is stored and enforced from issue 5 on.
+        (`{"per_second", "burst"}`) is enforced across every worker process; `max_in_flight`
+        bounds its requests in flight per worker process (None: the worker's default).
+        `default_priority` (MIN_PRIORITY..MAX_PRIORITY) is the priority of its deliveries when
+        an event gives none.
         """
         check = _Checker()
         check.run(tenants.validate_tenant_id, tenant_id, "tenant_id")
@@ -308,6 +322,11 @@ class Engine:
             metadata=check.metadata(metadata or {}),
             filter=check.filter(filter),
             rate_limit=check.rate_limit(rate_limit),
+            default_priority=check.priority(default_priority, "default_priority"),
+            max_in_flight=check.max_in_flight(max_in_flight),
+            ordering=check.ordering(ordering),
+            disable_after=check.disable_after(disable_after),
+            fallback_url=check.fallback_url(fallback_url),
             status=status,
             created_at=now,
             updated_at=now,
@@ -344,6 +363,11 @@ class Engine:
         status: EndpointStatus | _Unset = UNSET,
         filter: Mapping[str, Any] | _Unset | None = UNSET,
         rate_limit: Mapping[str, Any] | EndpointRateLimit | _Unset | None = UNSET,
+        default_priority: int | _Unset = UNSET,
+        max_in_flight: int | _Unset | None = UNSET,
+        ordering: EndpointOrdering | str | _Unset = UNSET,
+        disable_after: float | _Unset | None = UNSET,
+        fallback_url: str | _Unset | None = UNSET,
     ) -> Endpoint:
         """Change the given fields. Pausing or disabling parks deliveries; activating resumes."""
         current = await self.get_endpoint(tenant_id, endpoint_id)
@@ -373,6 +397,16 @@ class Engine:
             changes["filter"] = check.filter(filter)
         if not isinstance(rate_limit, _Unset):
             changes["rate_limit"] = check.rate_limit(rate_limit)
+        if not isinstance(default_priority, _Unset):
+            changes["default_priority"] = check.priority(default_priority, "default_priority")
+        if not isinstance(max_in_flight, _Unset):
+            changes["max_in_flight"] = check.max_in_flight(max_in_flight)
+        if not isinstance(ordering, _Unset):
+            changes["ordering"] = check.ordering(ordering)
+        if not isinstance(disable_after, _Unset):
+            changes["disable_after"] = check.disable_after(disable_after)
+        if not isinstance(fallback_url, _Unset):
+            changes["fallback_url"] = check.fallback_url(fallback_url)
         if not isinstance(status, _Unset) and status is not current.status:
             changes["status"] = status
             changes["status_reason"] = (
@@ -404,8 +438,18 @@ class Engine:
         """Stop delivering: pending deliveries park until the endpoint resumes."""
         return await self.update_endpoint(tenant_id, endpoint_id, status=EndpointStatus.PAUSED)
 
-    async def resume_endpoint(self, tenant_id: str | None, endpoint_id: str) -> Endpoint:
-        """Deliver again (a paused or disabled endpoint); parked deliveries are due at once."""
+    async def resume_endpoint(
+        self, tenant_id: str | None, endpoint_id: str, *, discard_parked: bool = False
+    ) -> Endpoint:
+        """Deliver again (a paused or disabled endpoint); parked deliveries are due at once, or,
+        with `discard_parked`, deleted first (with those queued behind them on a FIFO endpoint)
+        and never sent."""
+        if discard_parked:
+            endpoint = await self.get_endpoint(tenant_id, endpoint_id)
+            waiting = DeliveryFilter(
+                statuses=[DeliveryStatus.PARKED, DeliveryStatus.QUEUED], endpoint_id=endpoint.id
+            )
+            await self.store.purge(tenant_id, waiting)
         return await self.update_endpoint(tenant_id, endpoint_id, status=EndpointStatus.ACTIVE)
 
     async def rotate_secret(
@@ -482,6 +526,7 @@ class Engine:
         *,
         idempotency_key: str | None = None,
         occurred_at: float | None = None,
+        priority: int | None = None,
     ) -> Event:
         """Validate one event and build its record (no I/O; the type's schema is checked by
         `publish`)."""
@@ -495,6 +540,8 @@ class Engine:
         if occurred_at is not None and not 0 <= occurred_at < MAX_TIMESTAMP:
             # outside it the RFC 3339 `timestamp` of the body cannot be written
             check.add("occurred_at", "must be between 1970-01-01 and 9999-12-31 (UTC)")
+        if priority is not None:
+            check.priority(priority, "priority")
         check.raise_if_any("invalid event")
         try:
             body = orjson.dumps(payload)
@@ -513,6 +560,7 @@ class Engine:
             occurred_at=now if occurred_at is None else occurred_at,
             created_at=now,
             idempotency_key=idempotency_key,
+            priority=priority,
         )
 
     async def publish(
@@ -523,13 +571,16 @@ class Engine:
         *,
         idempotency_key: str | None = None,
         occurred_at: float | None = None,
+        priority: int | None = None,
     ) -> PublishResult:
         """Persist the event and its deliveries in one transaction: on return, it is durable.
 
         The payload must match its type's schema (every violation is listed, at
         `payload/<JSON pointer>`); an archived type, or an undeclared one when
         `allow_unknown_event_types` is off, is refused. A repeat of an idempotency key within
-        `idempotency_ttl` returns the first event (`duplicate=True`).
+        `idempotency_ttl` returns the first event (`duplicate=True`). `priority`
+        (MIN_PRIORITY..MAX_PRIORITY, higher is sent first among due deliveries) overrides each
+        endpoint's `default_priority`.
         """
         event = self.make_event(
             tenant_id,
@@ -537,6 +588,7 @@ class Engine:
             payload,
             idempotency_key=idempotency_key,
             occurred_at=occurred_at,
+            priority=priority,
         )
         problems = await self._type_problems(tenant_id, [(event_type, payload)], lambda _: "")
         if problems:
@@ -570,6 +622,7 @@ class Engine:
                     item.payload,
                     idempotency_key=item.idempotency_key,
                     occurred_at=item.occurred_at,
+                    priority=item.priority,
                 )
             except errors.ValidationError as exc:
                 problems.extend(
@@ -941,6 +994,46 @@ class _Checker:
             except ValueError as exc:
                 self.add("max_attempts", str(exc))
         return policy
+
+    def fallback_url(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return str(self.run(validate_url, value, "fallback_url"))
+
+    def disable_after(self, value: float | None) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.add("disable_after", "must be a number of seconds or null")
+            return None
+        if not 0 < value <= MAX_DISABLE_AFTER:
+            self.add("disable_after", f"must be more than 0, at most {MAX_DISABLE_AFTER:g} seconds")
+        return float(value)
+
+    def ordering(self, value: EndpointOrdering | str) -> EndpointOrdering:
+        try:
+            return EndpointOrdering(value)
+        except ValueError:
+            self.add("ordering", "must be 'none' or 'fifo'")
+            return EndpointOrdering.NONE
+
+    def priority(self, value: int, path: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add(path, "must be an integer")
+            return 0
+        if not MIN_PRIORITY <= value <= MAX_PRIORITY:
+            self.add(path, f"must be {MIN_PRIORITY}..{MAX_PRIORITY} (higher is sent first)")
+        return value
+
+    def max_in_flight(self, value: int | None) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add("max_in_flight", "must be an integer or null")
+            return None
+        if not 1 <= value <= MAX_IN_FLIGHT:
+            self.add("max_in_flight", f"must be 1..{MAX_IN_FLIGHT}")
+        return value
 
     def text(self, value: str | None, path: str) -> str | None:
         if value is not None and len(value) > MAX_TEXT:

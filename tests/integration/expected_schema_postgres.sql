@@ -35,6 +35,15 @@ last_status_code integer
 last_error text
 created_at double precision NOT NULL
 updated_at double precision NOT NULL
+fallback boolean NOT NULL DEFAULT false
+-- table endpoint_throttle
+endpoint_id text NOT NULL
+rate double precision
+burst double precision
+tokens double precision NOT NULL
+granted integer NOT NULL DEFAULT 0
+updated_at double precision NOT NULL
+backoff_until double precision NOT NULL DEFAULT 0
 -- table endpoints
 id text NOT NULL
 tenant_id text NOT NULL
@@ -53,6 +62,13 @@ created_at double precision NOT NULL
 updated_at double precision NOT NULL
 filter text
 rate_limit text
+default_priority integer NOT NULL DEFAULT 0
+max_in_flight integer
+ordering text NOT NULL DEFAULT 'none'::text
+disable_after double precision
+last_success_at double precision
+failing_since double precision
+fallback_url text
 -- table event_types
 id text NOT NULL
 tenant_id text NOT NULL
@@ -71,6 +87,7 @@ payload bytea NOT NULL
 occurred_at double precision NOT NULL
 created_at double precision NOT NULL
 idempotency_key text
+priority integer
 -- table meta
 key text NOT NULL
 value text NOT NULL
@@ -85,6 +102,7 @@ applied_at double precision NOT NULL
 -- constraint deliveries.deliveries_endpoint_id_fkey: FOREIGN KEY (endpoint_id) REFERENCES endpoints(id) ON DELETE CASCADE
 -- constraint deliveries.deliveries_event_id_fkey: FOREIGN KEY (event_id) REFERENCES events(id) ON DELETE CASCADE
 -- constraint deliveries.deliveries_pkey: PRIMARY KEY (id)
+-- constraint endpoint_throttle.endpoint_throttle_pkey: PRIMARY KEY (endpoint_id)
 -- constraint endpoints.endpoints_pkey: PRIMARY KEY (id)
 -- constraint event_types.event_types_pkey: PRIMARY KEY (id)
 -- constraint events.events_pkey: PRIMARY KEY (id)
@@ -102,8 +120,10 @@ CREATE INDEX deliveries_by_endpoint_created ON deliveries USING btree (endpoint_
 CREATE INDEX deliveries_by_event ON deliveries USING btree (event_id);
 CREATE INDEX deliveries_by_status ON deliveries USING btree (status, id);
 CREATE INDEX deliveries_by_tenant ON deliveries USING btree (tenant_id, id);
-CREATE INDEX deliveries_due ON deliveries USING btree (next_attempt_at) WHERE (status = ANY (ARRAY['pending'::text, 'sending'::text]));
+CREATE INDEX deliveries_due ON deliveries USING btree (priority DESC, next_attempt_at) WHERE (status = ANY (ARRAY['pending'::text, 'sending'::text]));
 CREATE UNIQUE INDEX deliveries_pkey ON deliveries USING btree (id);
+CREATE INDEX deliveries_queued ON deliveries USING btree (endpoint_id, created_at, id) WHERE (status = 'queued'::text);
+CREATE UNIQUE INDEX endpoint_throttle_pkey ON endpoint_throttle USING btree (endpoint_id);
 CREATE INDEX endpoints_by_tenant ON endpoints USING btree (tenant_id, id);
 CREATE UNIQUE INDEX endpoints_pkey ON endpoints USING btree (id);
 CREATE UNIQUE INDEX event_types_by_name ON event_types USING btree (tenant_id, name);

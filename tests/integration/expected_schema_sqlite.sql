@@ -17,8 +17,11 @@ CREATE INDEX deliveries_by_status ON deliveries (status, id);
 -- index deliveries_by_tenant
 CREATE INDEX deliveries_by_tenant ON deliveries (tenant_id, id);
 -- index deliveries_due
-CREATE INDEX deliveries_due ON deliveries (next_attempt_at)
+CREATE INDEX deliveries_due ON deliveries (priority DESC, next_attempt_at)
     WHERE status IN ('pending', 'sending');
+-- index deliveries_queued
+CREATE INDEX deliveries_queued ON deliveries (endpoint_id, created_at, id)
+    WHERE status = 'queued';
 -- index endpoints_by_tenant
 CREATE INDEX endpoints_by_tenant ON endpoints (tenant_id, id);
 -- index event_types_by_name
@@ -74,7 +77,17 @@ CREATE TABLE deliveries (
     last_error       TEXT,
     created_at       REAL NOT NULL,
     updated_at       REAL NOT NULL
-) STRICT;
+, fallback INTEGER NOT NULL DEFAULT 0) STRICT;
+-- table endpoint_throttle
+CREATE TABLE endpoint_throttle (
+    endpoint_id   TEXT PRIMARY KEY,
+    rate          REAL,                       
+    burst         REAL,                       
+    tokens        REAL NOT NULL,              
+    granted       INTEGER NOT NULL DEFAULT 0, 
+    updated_at    REAL NOT NULL,
+    backoff_until REAL NOT NULL DEFAULT 0     
+) WITHOUT ROWID;
 -- table endpoints
 CREATE TABLE endpoints (
     id            TEXT PRIMARY KEY,
@@ -92,7 +105,7 @@ CREATE TABLE endpoints (
     metadata      TEXT NOT NULL,            
     created_at    REAL NOT NULL,
     updated_at    REAL NOT NULL
-, filter TEXT, rate_limit TEXT) STRICT;
+, filter TEXT, rate_limit TEXT, default_priority INTEGER NOT NULL DEFAULT 0, max_in_flight INTEGER, ordering TEXT NOT NULL DEFAULT 'none', disable_after REAL, last_success_at REAL, failing_since REAL, fallback_url TEXT) STRICT;
 -- table event_types
 CREATE TABLE event_types (
     id          TEXT PRIMARY KEY,
@@ -114,7 +127,7 @@ CREATE TABLE events (
     occurred_at     REAL NOT NULL,
     created_at      REAL NOT NULL,
     idempotency_key TEXT
-) STRICT;
+, priority INTEGER) STRICT;
 -- table meta
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,

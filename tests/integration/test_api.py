@@ -483,6 +483,7 @@ async def test_get_event(client: httpx.AsyncClient) -> None:
         "occurred_at": "2024-05-01T12:00:00.000Z",
         "created_at": response.json()["created_at"],
         "idempotency_key": "k-1",
+        "priority": None,
     }
     problem(await client.get("/v1/events/evt_missing"), 404, "not-found")
 
@@ -573,6 +574,8 @@ async def test_delivery_list_filters(client: httpx.AsyncClient) -> None:
         "id",
         "event_id",
         "endpoint_id",
+        "priority",
+        "fallback",
         "event_type",
         "status",
         "attempts",

@@ -197,7 +197,8 @@ async def test_endpoint_stats_count_statuses_and_latency(api: Api) -> None:
         assert found["window"] == 3600
         assert found["total"] == 4
         assert found["deliveries"] == {
-            "pending": 0, "sending": 0, "delivered": 4, "failed": 0, "dead": 0, "parked": 0
+            "pending": 0, "sending": 0, "delivered": 4, "failed": 0, "dead": 0, "parked": 0,
+            "queued": 0,
         }  # fmt: skip
         assert found["success_rate"] == 1.0
         latency = found["latency"]

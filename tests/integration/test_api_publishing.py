@@ -346,3 +346,113 @@ async def test_creating_in_a_tenant(admin: httpx.AsyncClient, acme: httpx.AsyncC
     assert paths(body) == ["tenant_id"]
     listed = (await admin.get("/v1/endpoints", params={"tenant_id": "globex"})).json()["data"]
     assert [e["id"] for e in listed] == [made["id"]]
+
+
+# priority (issue 5) -----------------------------------------------------------------------------
+async def test_priority_on_publish_and_per_endpoint(admin: httpx.AsyncClient) -> None:
+    endpoint = await subscribe(admin, default_priority=4)
+    assert endpoint["default_priority"] == 4
+    plain = await subscribe(admin)
+    assert plain["default_priority"] == 0
+    changed = await admin.patch(f"/v1/endpoints/{plain['id']}", json={"default_priority": -2})
+    assert changed.status_code == 200 and changed.json()["default_priority"] == -2
+    given = await admin.post("/v1/events", json={"type": "a.b", "payload": {}, "priority": 9})
+    assert given.status_code == 202, given.text
+    event = (await admin.get(f"/v1/events/{given.json()['id']}")).json()
+    assert event["priority"] == 9
+    batch = await admin.post("/v1/events/batch", json={"events": [{"type": "a.b", "payload": {}}]})
+    assert batch.status_code == 202, batch.text
+    deliveries = (await admin.get("/v1/deliveries", params={"limit": 10})).json()["data"]
+    found = {(d["event_id"], d["endpoint_id"]): d["priority"] for d in deliveries}
+    batch_id = batch.json()["data"][0]["id"]
+    assert found == {
+        (given.json()["id"], endpoint["id"]): 9,
+        (given.json()["id"], plain["id"]): 9,
+        (batch_id, endpoint["id"]): 4,
+        (batch_id, plain["id"]): -2,
+    }
+    # out of range, not an integer, or null where a value is required: refused
+    for body in ({"priority": 11}, {"priority": -11}, {"priority": 1.5}, {"priority": "1"}):
+        response = await admin.post("/v1/events", json={"type": "a.b", "payload": {}, **body})
+        assert paths(problem(response, 422)) == ["priority"], response.text
+    refused = await admin.post(
+        "/v1/events/batch", json={"events": [{"type": "a.b", "payload": {}, "priority": 50}]}
+    )
+    assert refused.status_code == 422
+    for value in (11, None):
+        response = await admin.patch(
+            f"/v1/endpoints/{plain['id']}", json={"default_priority": value}
+        )
+        assert response.status_code == 422, value
+
+
+async def test_endpoint_max_in_flight_is_set_changed_and_reset(admin: httpx.AsyncClient) -> None:
+    created = (
+        await admin.post(
+            "/v1/endpoints",
+            json={"url": "https://example.com/h", "event_types": ["*"], "max_in_flight": 4},
+        )
+    ).json()
+    assert created["max_in_flight"] == 4
+    url = f"/v1/endpoints/{created['id']}"
+    assert (await admin.get(url)).json()["max_in_flight"] == 4
+    changed = (await admin.patch(url, json={"max_in_flight": 10})).json()
+    assert changed["max_in_flight"] == 10
+    assert (await admin.patch(url, json={"max_in_flight": None})).json()["max_in_flight"] is None
+    for bad in (0, 10_001, "4", 2.5):
+        response = await admin.patch(url, json={"max_in_flight": bad})
+        assert response.status_code == 422, bad
+
+
+async def test_endpoint_ordering(admin: httpx.AsyncClient) -> None:
+    assert (await subscribe(admin))["ordering"] == "none"
+    fifo = await subscribe(admin, ordering="fifo")
+    assert fifo["ordering"] == "fifo"
+    for _ in range(3):
+        response = await admin.post("/v1/events", json={"type": "a.b", "payload": {}})
+        assert response.status_code == 202
+    listed = await admin.get("/v1/deliveries", params={"endpoint_id": fifo["id"]})
+    assert sorted(d["status"] for d in listed.json()["data"]) == ["pending", "queued", "queued"]
+    changed = await admin.patch(f"/v1/endpoints/{fifo['id']}", json={"ordering": "none"})
+    assert changed.status_code == 200 and changed.json()["ordering"] == "none"
+    listed = await admin.get("/v1/deliveries", params={"endpoint_id": fifo["id"]})
+    assert {d["status"] for d in listed.json()["data"]} == {"pending"}
+    for value in ("lifo", None):
+        response = await admin.patch(f"/v1/endpoints/{fifo['id']}", json={"ordering": value})
+        assert response.status_code == 422, value
+
+
+async def test_resume_with_discard_parked_and_disable_after(admin: httpx.AsyncClient) -> None:
+    endpoint = await subscribe(admin, disable_after=3600)
+    assert endpoint["disable_after"] == 3600
+    assert endpoint["last_success_at"] is None and endpoint["failing_since"] is None
+    assert (await admin.post(f"/v1/endpoints/{endpoint['id']}/pause")).status_code == 200
+    for _ in range(2):
+        assert (
+            await admin.post("/v1/events", json={"type": "a.b", "payload": {}})
+        ).status_code == 202
+    resumed = await admin.post(
+        f"/v1/endpoints/{endpoint['id']}/resume", json={"discard_parked": True}
+    )
+    assert resumed.status_code == 200 and resumed.json()["status"] == "active"
+    listed = await admin.get("/v1/deliveries", params={"endpoint_id": endpoint["id"]})
+    assert listed.json()["data"] == []
+    for value in (0, -1, "1", 10**9):
+        response = await admin.patch(
+            f"/v1/endpoints/{endpoint['id']}", json={"disable_after": value}
+        )
+        assert response.status_code == 422, value
+    cleared = await admin.patch(f"/v1/endpoints/{endpoint['id']}", json={"disable_after": None})
+    assert cleared.status_code == 200 and cleared.json()["disable_after"] is None
+
+
+async def test_endpoint_fallback_url(admin: httpx.AsyncClient) -> None:
+    endpoint = await subscribe(admin, fallback_url="https://backup.example.com/hook")
+    assert endpoint["fallback_url"] == "https://backup.example.com/hook"
+    for value in ("ftp://example.com/x", "https://user:pw@example.com/x", "not a url"):
+        response = await admin.patch(
+            f"/v1/endpoints/{endpoint['id']}", json={"fallback_url": value}
+        )
+        assert paths(problem(response, 422)) == ["fallback_url"], value
+    cleared = await admin.patch(f"/v1/endpoints/{endpoint['id']}", json={"fallback_url": None})
+    assert cleared.status_code == 200 and cleared.json()["fallback_url"] is None

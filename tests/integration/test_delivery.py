@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from typing import Any
 
@@ -13,7 +14,7 @@ from svix.webhooks import Webhook as SvixWebhook
 
 from hookd.config import Settings
 from hookd.domain.models import DEFAULT_TENANT, DeliveryStatus, EndpointStatus
-from hookd.engine import Engine
+from hookd.engine import Engine, EventInput
 from hookd.policy import signing
 from hookd.store.port import DeliveryFilter
 from support.receiver import Receiver, Reply, always, sequence
@@ -141,6 +142,8 @@ async def test_410_disables_the_endpoint_and_parks_its_deliveries(engine: Engine
         receiver.script = always(200)
         await engine.update_endpoint(None, endpoint.id, status=EndpointStatus.ACTIVE)
         await wait_status(engine, delivered(endpoint.id), 2)
+        # the endpoint.disabled event was not made for the disabled endpoint itself
+        assert all(r.json()["type"] != "endpoint.disabled" for r in receiver.requests)
 
 
 async def test_retry_after_delays_the_retry(engine: Engine) -> None:
@@ -276,3 +279,141 @@ async def test_graceful_stop_finishes_in_flight_and_releases_the_rest(settings: 
     async with Engine(settings, run_worker=False) as reader:
         page = await reader.list_deliveries(None, delivered(endpoint.id))
         assert len(page.items) == 1
+
+
+async def test_higher_priority_is_delivered_first(settings: Settings) -> None:
+    """One request at a time: what waited on a paused endpoint goes out highest priority first
+    (the event's priority, else the endpoint's default), publish order within a priority."""
+    one_at_a_time = settings.replace(worker=dataclasses.replace(settings.worker, concurrency=1))
+    async with Engine(one_at_a_time) as engine, Receiver() as receiver:
+        endpoint, _ = await engine.create_endpoint(
+            T, url=receiver.url, event_types=["*"], default_priority=2
+        )
+        await engine.pause_endpoint(None, endpoint.id)
+        for name, priority in [("low", -5), ("default", None), ("urgent", 10), ("high", 5)]:
+            await engine.publish(T, "a.b", {"name": name}, priority=priority)
+        await engine.publish_batch(T, [EventInput("a.b", {"name": "bulk"}, priority=-10)])
+        await wait_status(
+            engine, DeliveryFilter(statuses=[DeliveryStatus.PARKED], endpoint_id=endpoint.id), 5
+        )
+        await engine.resume_endpoint(None, endpoint.id)
+        await wait_status(engine, delivered(endpoint.id), 5)
+        order = [r.json()["data"]["name"] for r in receiver.requests]
+        assert order == ["urgent", "high", "default", "low", "bulk"]
+
+
+async def test_fifo_order_is_kept_through_retries(engine: Engine) -> None:
+    """The 2nd delivery fails twice: the 3rd (and the rest) wait until it succeeds; another
+    endpoint is not held up meanwhile."""
+
+    def script(request: Any, _n: int, k: int) -> Reply:
+        return Reply(500 if request.json()["data"]["i"] == 1 and k <= 2 else 200)
+
+    async with Receiver(script) as receiver, Receiver() as bystander:
+        endpoint, _ = await engine.create_endpoint(
+            T, url=receiver.url, event_types=["*"], retry_policy=FAST, ordering="fifo"
+        )
+        assert endpoint.ordering == "fifo"
+        other, _ = await engine.create_endpoint(T, url=bystander.url, event_types=["*"])
+        for i in range(5):
+            await engine.publish(T, "a.b", {"i": i})
+        await wait_status(engine, delivered(endpoint.id), 5)
+        seen = [r.json()["data"]["i"] for r in receiver.requests]
+        assert seen == [0, 1, 1, 1, 2, 3, 4]
+        await wait_status(engine, delivered(other.id), 5)
+        # one at a time: each request started after the one before was answered
+        starts = [r.at for r in receiver.requests]
+        assert starts == sorted(starts)
+
+
+async def test_sustained_failure_disables_and_publishes_endpoint_disabled(
+    engine: Engine,
+) -> None:
+    """Failing without a success for `disable_after` (1 s here) disables the endpoint; an
+    `endpoint.disabled` event goes to the endpoints subscribed to it, not to the failing one."""
+    slow_retries = {"kind": "schedule", "delays": [0] + [0.2] * 30, "jitter": 0}
+    async with Receiver(always(500)) as failing, Receiver() as watcher:
+        endpoint, _ = await engine.create_endpoint(
+            T, url=failing.url, event_types=["*"], retry_policy=slow_retries, disable_after=1.0
+        )
+        assert endpoint.disable_after == 1.0
+        await engine.create_endpoint(T, url=watcher.url, event_types=["endpoint.*"])
+        started = time.time()
+        await engine.publish(T, "order.filled", {"n": 1})
+        await watcher.wait_for(lambda: len(watcher.requests) == 1, timeout=10)
+        current = await engine.get_endpoint(None, endpoint.id)
+        assert current.status is EndpointStatus.DISABLED
+        assert current.status_reason == "no success for 1 s while failing"
+        assert current.failing_since is not None and current.last_success_at is None
+        assert time.time() - started >= 1.0
+        event = watcher.requests[0].json()
+        assert event["type"] == "endpoint.disabled"
+        assert event["data"]["endpoint_id"] == endpoint.id
+        assert event["data"]["url"] == failing.url
+        assert event["data"]["reason"] == current.status_reason
+        assert event["data"]["disabled_at"].endswith("Z")
+        parked = DeliveryFilter(statuses=[DeliveryStatus.PARKED], endpoint_id=endpoint.id)
+        await wait_status(engine, parked, 1)
+        await asyncio.sleep(0.3)
+        assert all(r.json()["type"] == "order.filled" for r in failing.requests)
+        # a success clears the failing state
+        failing.script = always(200)
+        await engine.resume_endpoint(None, endpoint.id)
+        await wait_status(engine, delivered(endpoint.id), 1)
+        for _ in range(50):
+            current = await engine.get_endpoint(None, endpoint.id)
+            if current.last_success_at is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert current.failing_since is None and current.last_success_at is not None
+
+
+async def test_resume_can_discard_what_was_parked(engine: Engine) -> None:
+    async with Receiver() as receiver:
+        endpoint, _ = await engine.create_endpoint(T, url=receiver.url, event_types=["*"])
+        await engine.pause_endpoint(None, endpoint.id)
+        for i in range(3):
+            await engine.publish(T, "a.b", {"i": i})
+        parked = DeliveryFilter(statuses=[DeliveryStatus.PARKED], endpoint_id=endpoint.id)
+        await wait_status(engine, parked, 3)
+        resumed = await engine.resume_endpoint(None, endpoint.id, discard_parked=True)
+        assert resumed.status is EndpointStatus.ACTIVE
+        left = await engine.list_deliveries(None, DeliveryFilter(endpoint_id=endpoint.id))
+        assert left.items == []
+        await engine.publish(T, "a.b", {"i": 3})  # what comes next is delivered
+        await wait_status(engine, delivered(endpoint.id), 1)
+        assert [r.json()["data"]["i"] for r in receiver.requests] == [3]
+
+
+async def test_the_fallback_receives_what_the_primary_could_not(engine: Engine) -> None:
+    async with Receiver(always(500)) as primary, Receiver() as fallback:
+        endpoint, secret = await engine.create_endpoint(
+            T,
+            url=primary.url,
+            event_types=["*"],
+            retry_policy=FAST,
+            max_attempts=2,
+            fallback_url=fallback.url,
+        )
+        assert endpoint.fallback_url == fallback.url
+        await engine.publish(T, "order.filled", {"n": 7})
+        (item,) = await wait_status(engine, delivered(endpoint.id), 1)
+        assert item.fallback
+        assert len(primary.requests) == 2  # its attempts were exhausted
+        (received,) = fallback.requests
+        assert received.json()["data"] == {"n": 7}
+        assert received.body == primary.requests[0].body
+        assert received.id == primary.requests[0].id == item.id  # the same webhook-id
+        assert received.headers["webhook-fallback"] == "true"
+        assert "webhook-fallback" not in primary.requests[0].headers
+        signing.verify(secret, received.headers, received.body)  # signed with the same secret
+        _, attempts = await engine.get_delivery(None, item.id)
+        assert [a.status_code for a in attempts] == [500, 500, 200]
+        assert [a.request_headers.get("webhook-fallback") for a in attempts] == [
+            None,
+            None,
+            "true",
+        ]
+        # a replay starts again at the primary
+        await engine.retry_delivery(None, item.id)
+        await primary.wait_for(lambda: len(primary.requests) == 3)

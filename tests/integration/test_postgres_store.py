@@ -25,6 +25,7 @@ from hookd.domain import errors
 from hookd.domain.models import DeliveryStatus, EndpointStatus
 from hookd.store.postgres import PostgresStore
 from hookd.store.postgres.store import Q, migrate
+from hookd.store.sql import load_migrations
 from support import postgres
 
 EXPECTED_SCHEMA = Path(__file__).with_name("expected_schema_postgres.sql")
@@ -100,8 +101,9 @@ async def test_fresh_migrate_produces_the_expected_schema(
 ) -> None:
     conn = await raw(postgres_schema)
     try:
-        assert await migrate(conn, postgres_schema.name) == 1
-        assert await migrate(conn, postgres_schema.name) == 1  # idempotent
+        latest = len(load_migrations("hookd.store.postgres.migrations"))
+        assert await migrate(conn, postgres_schema.name) == latest
+        assert await migrate(conn, postgres_schema.name) == latest  # idempotent
         schema = await dump_schema(conn, postgres_schema.name)
     finally:
         await conn.close()
@@ -118,10 +120,11 @@ async def test_processes_starting_together_migrate_once(
     stores = [make_store() for _ in range(5)]
     await asyncio.gather(*(s.open() for s in stores))  # all race for the same fresh schema
     try:
-        assert {await s.schema_version() for s in stores} == {1}
+        latest = len(load_migrations("hookd.store.postgres.migrations"))
+        assert {await s.schema_version() for s in stores} == {latest}
         conn = await raw(postgres_schema)
         try:
-            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == 1
+            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == latest
         finally:
             await conn.close()
     finally:
@@ -153,8 +156,9 @@ async def test_secrets_and_headers_are_encrypted_at_rest(
 async def test_the_claim_walks_the_due_index(
     store: PostgresStore, postgres_schema: postgres.Schema
 ) -> None:
-    """With a long history and a backlog, the claim's plan reads the partial index in due order:
-    no scan of the table, no sort (so its cost follows the batch, not the backlog)."""
+    """With a long history and a backlog, the claim's plan reads the partial index in (priority,
+    due) order: no scan of the table, no sort (so its cost follows the batch, not the backlog);
+    and retries not yet due at a high priority are outside the index range, never read."""
     endpoint = make_endpoint()
     await store.create_endpoint(endpoint)
     (published,) = await store.publish([make_event()])
@@ -167,6 +171,15 @@ async def test_the_claim_walks_the_due_index(
             "SELECT 'dlv_' || lpad(g::text, 8, '0'), 'default', $1, $2, 'order.filled', "
             "CASE WHEN g % 11 = 0 THEN 'pending' ELSE 'delivered' END, g, g, g "
             "FROM generate_series(1, 55000) AS g",
+            published.event.id,
+            endpoint.id,
+        )
+        # 20,000 retries at the highest priority, due only after `now`
+        await conn.execute(
+            "INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, event_type, status, "
+            "priority, next_attempt_at, created_at, updated_at) "
+            "SELECT 'dlv_r' || lpad(g::text, 8, '0'), 'default', $1, $2, 'order.filled', "
+            "'pending', 10, 2e11 + g, g, g FROM generate_series(1, 20000) AS g",
             published.event.id,
             endpoint.id,
         )
@@ -183,6 +196,9 @@ async def test_the_claim_walks_the_due_index(
         lock = next(i for i, line in enumerate(claim) if line.startswith("LockRows"))
         assert claim[lock - 1].startswith("Limit"), claim
         assert claim[lock + 1].startswith("Index Scan using deliveries_due"), claim
+        cond = claim[lock + 2]  # both columns bound: one range per priority level, up to now
+        assert cond.startswith("Index Cond:") and "priority = ANY" in cond, claim
+        assert "next_attempt_at <=" in cond, claim
         assert any("Index Only Scan using deliveries_due" in line for line in plans["next_due_at"])
     finally:
         await conn.close()
@@ -463,7 +479,8 @@ def test_hookd_migrate_with_a_database_url(postgres_schema: postgres.Schema) -> 
     for _ in range(2):  # the second run finds nothing to do
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
-        assert "schema version 1" in done.stdout
+        latest = len(load_migrations("hookd.store.postgres.migrations"))
+        assert f"schema version {latest}" in done.stdout
         assert f"(schema {postgres_schema.name})" in done.stdout
 
 

@@ -118,9 +118,28 @@ def test_the_claim_walks_the_due_index(tmp_path: Path) -> None:
     db = tmp_path / "plan.db"
     conn = sqlite3.connect(db, isolation_level=None)
     migrate(conn)
-    for name in ("claim_due", "next_due_at"):
+    plans = {}
+    for name in ("claim_due", "next_due_at", "queue_counts"):
         params = {"worker_id": "w", "lease_until": 1.0, "now": 0.0, "limit": 10}
         plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + Q[name], params))
         assert "deliveries_due" in plan, plan
         assert "TEMP B-TREE" not in plan, plan
+        plans[name] = plan
     conn.close()
+    # one range per priority level, bounded by now: retries not yet due (at any priority) are
+    # outside every range, never read
+    assert "USING INDEX deliveries_due (priority=? AND next_attempt_at<?)" in plans["claim_due"]
+
+
+def test_priority_levels_in_the_queries_match_the_bounds() -> None:
+    """The claim lists every priority level; they must follow MIN_PRIORITY..MAX_PRIORITY."""
+    from hookd.domain.models import MAX_PRIORITY, MIN_PRIORITY
+    from hookd.store.postgres.store import Q as PG
+    from hookd.store.sqlite.store import Q as SQ
+
+    levels = list(range(MAX_PRIORITY, MIN_PRIORITY - 1, -1))
+    sqlite_list = "(" + ", ".join(map(str, levels)) + ")"
+    pg_array = "'{" + ",".join(map(str, levels)) + "}'"
+    for name in ("claim_due", "next_due_at", "queue_counts"):
+        assert sqlite_list in SQ[name], name
+        assert pg_array in PG[name].sql, name

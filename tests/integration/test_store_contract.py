@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from hookd import crypto
@@ -17,6 +18,7 @@ from hookd.domain.models import (
     AttemptResult,
     DeliveryStatus,
     Endpoint,
+    EndpointOrdering,
     EndpointRateLimit,
     EndpointSecret,
     EndpointStatus,
@@ -618,3 +620,250 @@ async def test_event_type_answers_follow_writes(store: Store) -> None:
     found = await store.event_types_by_name(DEFAULT_TENANT, {"pay.done", "other.x"})
     assert found == {"pay.done": archived}
     assert await store.event_types_by_name(OTHER, {"pay.done"}) == {}
+
+
+# priority (issue 5) ------------------------------------------------------------------------------
+async def test_a_deliverys_priority_is_its_events_or_its_endpoints_default(store: Store) -> None:
+    urgent = dataclasses.replace(make_endpoint(), default_priority=7)
+    plain = make_endpoint()
+    await store.create_endpoint(urgent)
+    await store.create_endpoint(plain)
+    assert (await store.get_endpoint(None, urgent.id)) == urgent
+    given = dataclasses.replace(make_event(), priority=-3)
+    await store.publish([make_event(), given])
+    assert (await store.get_event(None, given.id)) == given
+    deliveries = (await store.list_deliveries(None, DeliveryFilter(), limit=10)).items
+    found = {(d.endpoint_id, d.event_id != given.id): d.priority for d in deliveries}
+    assert found == {(urgent.id, True): 7, (plain.id, True): 0, (urgent.id, False): -3,
+                     (plain.id, False): -3}  # fmt: skip
+
+
+async def test_claim_takes_higher_priority_first_among_due_ones(store: Store) -> None:
+    endpoint = make_endpoint()
+    await store.create_endpoint(endpoint)
+    low = dataclasses.replace(make_event(), priority=-5)
+    normal = make_event()
+    high = dataclasses.replace(make_event(), priority=9)
+    later_high = dataclasses.replace(make_event(), priority=10)
+    await store.publish([low, normal, high, later_high])
+    now = time.time() + 1
+    # the top one becomes a retry that is not due yet: it must not be claimed, nor hold others
+    (top,) = await store.claim(worker_id="w", limit=1, now=now, lease_seconds=30)
+    assert top.event_id == later_high.id
+    await store.record(
+        worker_id="w",
+        results=[result_for(top.id, endpoint.id, DeliveryStatus.PENDING, next_at=now + 60)],
+        now=now,
+    )
+    claimed = await store.claim(worker_id="w", limit=10, now=now, lease_seconds=300)
+    assert [c.event_id for c in claimed] == [high.id, normal.id, low.id]
+    assert [c.priority for c in claimed] == [9, 0, -5]
+    (retry_due,) = await store.claim(worker_id="w", limit=10, now=now + 60, lease_seconds=30)
+    assert retry_due.event_id == later_high.id
+
+
+# per-endpoint isolation (issue 5): shared token buckets, back-off, deferral ------------------
+async def test_defer_gives_leases_back_uncounted_due_at_their_own_times(store: Store) -> None:
+    endpoint = make_endpoint()
+    await store.create_endpoint(endpoint)
+    await store.publish([make_event(), make_event()])
+    now = time.time() + 1
+    a, b = await store.claim(worker_id="w", limit=2, now=now, lease_seconds=300)
+    await store.defer(worker_id="other", until={a.id: now + 5}, now=now)  # not its lease
+    await store.defer(worker_id="w", until={a.id: now + 5, b.id: now + 10}, now=now)
+    for claimed, due in ((a, now + 5), (b, now + 10)):
+        delivery = await store.get_delivery(None, claimed.id)
+        assert delivery is not None
+        assert delivery.status is DeliveryStatus.PENDING
+        assert delivery.next_attempt_at == pytest.approx(due)
+        assert delivery.attempts == 0 and delivery.total_attempts == 0
+    assert await store.claim(worker_id="w", limit=5, now=now + 4, lease_seconds=30) == []
+    again = await store.claim(worker_id="w", limit=5, now=now + 6, lease_seconds=30)
+    assert [c.id for c in again] == [a.id]
+    assert again[0].attempts == 0
+
+
+async def test_throttle_shares_one_token_bucket_per_endpoint(store: Store) -> None:
+    from hookd.store.port import ThrottleRequest
+
+    limited = EndpointRateLimit(per_second=10.0, burst=5)
+    now = 1_000_000.0
+    first = await store.throttle(
+        requests=[ThrottleRequest("ep_a", 3, limited), ThrottleRequest("ep_b", 7, None)], now=now
+    )
+    assert first["ep_a"].granted == 3 and first["ep_a"].tokens == pytest.approx(2.0)
+    assert first["ep_b"].granted == 7 and first["ep_b"].backoff_until == 0.0
+    # another worker, the same instant: only what is left
+    second = await store.throttle(requests=[ThrottleRequest("ep_a", 4, limited)], now=now)
+    assert second["ep_a"].granted == 2 and second["ep_a"].tokens == pytest.approx(0.0)
+    # 0.25 s later: 2.5 tokens back, two whole ones granted; the half waits
+    later = await store.throttle(requests=[ThrottleRequest("ep_a", 9, limited)], now=now + 0.25)
+    assert later["ep_a"].granted == 2 and later["ep_a"].tokens == pytest.approx(0.5)
+    # never more than the burst, however long it rested
+    rested = await store.throttle(requests=[ThrottleRequest("ep_a", 99, limited)], now=now + 60)
+    assert rested["ep_a"].granted == 5
+
+
+async def test_back_off_stops_grants_until_it_ends_and_never_shortens(store: Store) -> None:
+    from hookd.store.port import ThrottleRequest
+
+    limited = EndpointRateLimit(per_second=1.0, burst=2)
+    now = 2_000_000.0
+    await store.back_off(until={"ep_a": now + 10, "ep_b": now + 3}, now=now)
+    await store.back_off(until={"ep_a": now + 5}, now=now)  # shorter: ignored
+    during = await store.throttle(
+        requests=[
+            ThrottleRequest("ep_a", 1, None),
+            ThrottleRequest("ep_b", 1, limited),
+            ThrottleRequest("ep_c", 1, None),
+        ],
+        now=now + 4,
+    )
+    assert during["ep_a"].granted == 0 and during["ep_a"].backoff_until == pytest.approx(now + 10)
+    assert during["ep_b"].granted == 1  # its back-off is over
+    assert during["ep_c"].granted == 1  # others are unaffected
+    after = await store.throttle(requests=[ThrottleRequest("ep_a", 3, None)], now=now + 10.5)
+    assert after["ep_a"].granted == 3
+
+
+# FIFO per endpoint (issue 5) ----------------------------------------------------------------------
+def fifo_endpoint(**changes: object) -> Endpoint:
+    return dataclasses.replace(make_endpoint(), ordering=EndpointOrdering.FIFO, **changes)  # type: ignore[arg-type]
+
+
+async def statuses(store: Store, endpoint_id: str) -> list[DeliveryStatus]:
+    """The endpoint's deliveries' statuses in publish order."""
+    page = await store.list_deliveries(None, DeliveryFilter(endpoint_id=endpoint_id), limit=100)
+    return [d.status for d in sorted(page.items, key=lambda d: (d.created_at, d.id))]
+
+
+async def test_a_fifo_endpoint_has_one_delivery_out_at_a_time(store: Store) -> None:
+    fifo = fifo_endpoint()
+    other = make_endpoint()
+    await store.create_endpoint(fifo)
+    await store.create_endpoint(other)
+    assert (await store.get_endpoint(None, fifo.id)) == fifo
+    first, second, third = make_event(), make_event(), make_event()
+    await store.publish([first])
+    await store.publish([second, third])
+    P, Q, S = DeliveryStatus.PENDING, DeliveryStatus.QUEUED, DeliveryStatus.SENDING
+    assert await statuses(store, fifo.id) == [P, Q, Q]
+    assert await statuses(store, other.id) == [P, P, P]  # others are not held
+    now = time.time() + 1
+    claimed = await store.claim(worker_id="w", limit=10, now=now, lease_seconds=30)
+    heads = [c for c in claimed if c.endpoint_id == fifo.id]
+    assert [c.event_id for c in heads] == [first.id]
+    done = [result_for(c.id, other.id, DeliveryStatus.DELIVERED) for c in claimed if c not in heads]
+    await store.record(worker_id="w", results=done, now=now)
+    # a retry keeps the head: the next one still waits, even when the retry is not due yet
+    await store.record(
+        worker_id="w",
+        results=[result_for(heads[0].id, fifo.id, DeliveryStatus.PENDING, next_at=now + 60)],
+        now=now,
+    )
+    assert await statuses(store, fifo.id) == [P, Q, Q]
+    assert await store.claim(worker_id="w", limit=10, now=now + 1, lease_seconds=30) == []
+    (again,) = await store.claim(worker_id="w", limit=10, now=now + 60, lease_seconds=30)
+    assert again.id == heads[0].id
+    # delivered: the next one becomes the head, due now
+    await store.record(
+        worker_id="w",
+        results=[result_for(again.id, fifo.id, DeliveryStatus.DELIVERED, number=2)],
+        now=now + 61,
+    )
+    assert await statuses(store, fifo.id) == [DeliveryStatus.DELIVERED, P, Q]
+    (nxt,) = await store.claim(worker_id="w", limit=10, now=now + 61, lease_seconds=30)
+    assert nxt.event_id == second.id
+    assert await statuses(store, fifo.id) == [DeliveryStatus.DELIVERED, S, Q]
+    # a dead (or failed) head ends too: the one after it goes
+    await store.record(
+        worker_id="w", results=[result_for(nxt.id, fifo.id, DeliveryStatus.DEAD)], now=now + 62
+    )
+    (last,) = await store.claim(worker_id="w", limit=10, now=now + 62, lease_seconds=30)
+    assert last.event_id == third.id
+
+
+async def test_a_paused_fifo_endpoint_keeps_its_order(store: Store) -> None:
+    fifo = fifo_endpoint(status=EndpointStatus.PAUSED)
+    await store.create_endpoint(fifo)
+    await store.publish([make_event(), make_event(), make_event()])
+    parked, queued = DeliveryStatus.PARKED, DeliveryStatus.QUEUED
+    assert await statuses(store, fifo.id) == [parked, queued, queued]
+    now = time.time() + 1
+    resumed = dataclasses.replace(fifo, status=EndpointStatus.ACTIVE, updated_at=now)
+    await store.update_endpoint(resumed)
+    assert await statuses(store, fifo.id) == [DeliveryStatus.PENDING, queued, queued]
+    # no longer FIFO: what waited is due at once
+    unordered = dataclasses.replace(resumed, ordering=EndpointOrdering.NONE, updated_at=now)
+    await store.update_endpoint(unordered)
+    assert await statuses(store, fifo.id) == [DeliveryStatus.PENDING] * 3
+    assert len(await store.claim(worker_id="w", limit=10, now=now, lease_seconds=30)) == 3
+
+
+# endpoint health (issue 5) -------------------------------------------------------------------
+async def test_sustained_failure_disables_and_publishes_endpoint_disabled(store: Store) -> None:
+    failing = make_endpoint()
+    watcher = make_endpoint(patterns=("endpoint.*",))
+    await store.create_endpoint(failing)
+    await store.create_endpoint(watcher)
+    await store.publish([make_event(), make_event()])
+    now = time.time() + 1
+    a, b = await store.claim(worker_id="w", limit=10, now=now, lease_seconds=300)
+
+    def failure(delivery_id: str, at: float) -> AttemptResult:
+        attempt = dataclasses.replace(
+            result_for(delivery_id, failing.id, DeliveryStatus.PENDING).attempt,
+            outcome="retry",
+            status_code=500,
+        )
+        return AttemptResult(attempt, DeliveryStatus.PENDING, at + 1, disable_after=10.0)
+
+    await store.record(worker_id="w", results=[failure(a.id, now)], now=now)
+    found = await store.get_endpoint(None, failing.id)
+    assert found is not None and found.failing_since == now and found.last_success_at is None
+    assert found.status is EndpointStatus.ACTIVE
+    # still failing 10 s later: disabled, its deliveries parked, the event published to others
+    await store.record(worker_id="w", results=[failure(b.id, now + 10)], now=now + 10)
+    found = await store.get_endpoint(None, failing.id)
+    assert found is not None and found.status is EndpointStatus.DISABLED
+    assert found.status_reason == "no success for 10 s while failing"
+    (event,) = (await store.list_events(None, EventFilter(type="endpoint.disabled"), limit=5)).items
+    assert orjson.loads(event.payload)["endpoint_id"] == failing.id
+    made = (await store.list_deliveries(None, DeliveryFilter(event_id=event.id), limit=5)).items
+    assert [d.endpoint_id for d in made] == [watcher.id]
+    # a success (here, a late one) clears the failing state
+    await store.record(
+        worker_id="w",
+        results=[result_for(a.id, failing.id, DeliveryStatus.DELIVERED)],
+        now=now + 11,
+    )
+    found = await store.get_endpoint(None, failing.id)
+    assert found is not None and found.failing_since is None
+    assert found.last_success_at == now + 11
+
+
+# fallback destination (issue 5) --------------------------------------------------------------
+async def test_a_dead_delivery_moves_on_to_the_fallback(store: Store) -> None:
+    endpoint = dataclasses.replace(make_endpoint(), fallback_url="https://backup.example.com/h")
+    await store.create_endpoint(endpoint)
+    assert await store.get_endpoint(None, endpoint.id) == endpoint
+    await store.publish([make_event()])
+    now = time.time() + 1
+    (first,) = await store.claim(worker_id="w", limit=5, now=now, lease_seconds=30)
+    assert not first.fallback
+    moved = dataclasses.replace(
+        result_for(first.id, endpoint.id, DeliveryStatus.PENDING, next_at=now), to_fallback=True
+    )
+    await store.record(worker_id="w", results=[moved], now=now)
+    found = await store.get_delivery(None, first.id)
+    assert found is not None and found.fallback and found.status is DeliveryStatus.PENDING
+    assert found.attempts == 0 and found.total_attempts == 1  # a fresh budget at the fallback
+    (again,) = await store.claim(worker_id="w", limit=5, now=now, lease_seconds=30)
+    assert again.fallback and again.id == first.id
+    await store.record(
+        worker_id="w", results=[result_for(again.id, endpoint.id, DeliveryStatus.DEAD)], now=now
+    )
+    # a replay starts again at the primary
+    assert await store.requeue(None, DeliveryFilter(), delivery_ids=[first.id], now=now) == 1
+    found = await store.get_delivery(None, first.id)
+    assert found is not None and not found.fallback and found.attempts == 0

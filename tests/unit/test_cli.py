@@ -300,6 +300,11 @@ def test_endpoints_add_sends_every_option_and_shows_the_secret_once(stub: Stub) 
         "4",
         "--name",
         "orders",
+        "--default-priority",
+        "3",
+        "--fifo",
+        "--fallback-url",
+        "https://backup.example.com/hook",
     )
 
     assert result.exit_code == 0, result.output
@@ -311,6 +316,9 @@ def test_endpoints_add_sends_every_option_and_shows_the_secret_once(stub: Stub) 
         "timeout": 5.0,
         "max_attempts": 4,
         "name": "orders",
+        "default_priority": 3,
+        "ordering": "fifo",
+        "fallback_url": "https://backup.example.com/hook",
     }
     assert ENDPOINT["id"] in result.stdout
     assert f"Signing secret (shown once): {SECRET}" in result.stdout
@@ -570,7 +578,15 @@ def test_send_inline_json(stub: Stub) -> None:
     stub.reply("POST", "/v1/events", 202, PUBLISHED)
 
     result = remote(
-        stub, "send", "order.filled", "--data", '{"qty": 3}', "--idempotency-key", "k-1"
+        stub,
+        "send",
+        "order.filled",
+        "--data",
+        '{"qty": 3}',
+        "--idempotency-key",
+        "k-1",
+        "--priority",
+        "-4",
     )
 
     assert result.exit_code == 0, result.output
@@ -578,6 +594,7 @@ def test_send_inline_json(stub: Stub) -> None:
         "type": "order.filled",
         "payload": {"qty": 3},
         "idempotency_key": "k-1",
+        "priority": -4,
     }
     assert "Published evt_1 (order.filled) to 2 endpoints" in result.stdout
 
@@ -866,3 +883,53 @@ def test_serve_refuses_a_bad_port() -> None:
     result = hookd("serve", "--port", "70000")
 
     assert result.exit_code == 2
+
+
+def test_endpoints_add_and_update_send_the_delivery_limits(stub: Stub) -> None:
+    stub.reply("POST", "/v1/endpoints", 201, {**ENDPOINT, "secret": SECRET})
+    path = f"/v1/endpoints/{ENDPOINT['id']}"
+    limited = {
+        **ENDPOINT,
+        "rate_limit": {"per_second": 50.0, "burst": 100},
+        "max_in_flight": 8,
+    }
+    stub.reply("PATCH", path, 200, limited)
+
+    added = remote(
+        stub,
+        "endpoints",
+        "add",
+        "https://example.com/hook",
+        "-e",
+        "*",
+        "--rate-limit",
+        "50/s:100",
+        "--max-in-flight",
+        "8",
+    )
+    assert added.exit_code == 0, added.output
+    assert stub.seen[0].json()["rate_limit"] == {"per_second": 50.0, "burst": 100}
+    assert stub.seen[0].json()["max_in_flight"] == 8
+
+    updated = remote(stub, "endpoints", "update", ENDPOINT["id"], "--rate-limit", "off")
+    assert updated.exit_code == 0, updated.output
+    assert stub.seen[1].json() == {"rate_limit": None}
+    assert "50/s, bursts of 100" in updated.stdout
+
+    reset = remote(stub, "endpoints", "update", ENDPOINT["id"], "--max-in-flight", "0")
+    assert reset.exit_code == 0, reset.output
+    assert stub.seen[2].json() == {"max_in_flight": None}
+
+    bad = remote(stub, "endpoints", "update", ENDPOINT["id"], "--rate-limit", "fast")
+    assert bad.exit_code != 0
+    assert len(stub.seen) == 3
+
+
+def test_endpoints_resume_can_discard_parked(stub: Stub) -> None:
+    path = "/v1/endpoints/ep_1/resume"
+    stub.reply("POST", path, 200, {**ENDPOINT, "id": "ep_1", "status": "active"})
+
+    result = remote(stub, "endpoints", "resume", "ep_1", "--discard-parked")
+
+    assert result.exit_code == 0, result.output
+    assert stub.seen[0].json() == {"discard_parked": True}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from hookd.api.ratelimit import TokenBuckets, Verdict
 from hookd.config import RateLimit, Settings, parse_rate_limit
 from hookd.domain import errors
+from hookd.policy.ratelimit import TokenBuckets, Verdict
 
 
 class Clock:
@@ -133,3 +133,39 @@ def test_settings_from_env() -> None:
         Settings.from_env({"HOOKD_METRICS_PUBLIC": "maybe"})
     with pytest.raises(errors.ConfigError, match="HOOKD_RATE_LIMIT_MAX_TRACKED"):
         Settings.from_env({"HOOKD_RATE_LIMIT_MAX_TRACKED": "0"})
+
+
+# the per-endpoint delivery limits' arithmetic (hookd.policy.ratelimit; the stores run it in SQL)
+def test_grant_takes_whole_tokens_up_to_what_is_wanted() -> None:
+    from hookd.policy import ratelimit
+
+    full = ratelimit.grant(5.0, 100.0, 100.0, rate=10.0, burst=5, wanted=3)
+    assert full == ratelimit.Grant(granted=3, tokens=2.0)
+    short = ratelimit.grant(2.0, 100.0, 100.0, rate=10.0, burst=5, wanted=4)
+    assert short == ratelimit.Grant(granted=2, tokens=0.0)
+    # 0.15 s at 10/s: 1.5 tokens back; one whole one granted, the half stays
+    later = ratelimit.grant(0.0, 100.0, 100.15, rate=10.0, burst=5, wanted=4)
+    assert later.granted == 1 and later.tokens == pytest.approx(0.5)
+    # never more than the burst; a clock that went backwards refills nothing
+    assert ratelimit.grant(0.0, 100.0, 1e6, rate=10.0, burst=5, wanted=99).granted == 5
+    assert ratelimit.grant(1.0, 100.0, 99.0, rate=10.0, burst=5, wanted=9).granted == 1
+
+
+def test_wait_for_a_token_and_a_later_place_in_line() -> None:
+    from hookd.policy import ratelimit
+
+    assert ratelimit.wait_for(0.5, rate=10.0) == pytest.approx(0.05)
+    assert ratelimit.wait_for(0.5, rate=10.0, needed=3) == pytest.approx(0.25)
+    assert ratelimit.wait_for(2.0, rate=10.0) == 0.0
+
+
+def test_backoff_after_429_or_503_honours_retry_after_within_bounds() -> None:
+    from hookd.policy import ratelimit
+
+    now = 1000.0
+    assert ratelimit.backoff_until(200, "5", now) is None
+    assert ratelimit.backoff_until(500, "5", now) is None
+    assert ratelimit.backoff_until(429, "2", now) == pytest.approx(1002.0)
+    assert ratelimit.backoff_until(503, None, now) == pytest.approx(now + ratelimit.DEFAULT_BACKOFF)
+    assert ratelimit.backoff_until(429, "99999", now, limit=60.0) == pytest.approx(1060.0)
+    assert ratelimit.backoff_until(429, "soon", now) == pytest.approx(now + 1.0)

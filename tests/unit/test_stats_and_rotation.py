@@ -47,7 +47,7 @@ def test_summarize() -> None:
     found = stats.summarize(counts, sample, since=100.0, until=200.0, top=2)
     assert found.total == 16
     assert found.by_status == {D.PENDING: 5, D.SENDING: 0, D.DELIVERED: 8, D.FAILED: 1,
-                               D.DEAD: 1, D.PARKED: 1}  # fmt: skip
+                               D.DEAD: 1, D.PARKED: 1, D.QUEUED: 0}  # fmt: skip
     assert found.success_rate == pytest.approx(8 / 10)  # pending and parked do not count
     assert found.latency == stats.Latency(
         attempts=20, mean=20.0, p50=20.0, p95=pytest.approx(29.0), p99=pytest.approx(29.8),

@@ -27,12 +27,9 @@ as well (`SendTestLimit`, checked by the route once the endpoint is known to the
 
 from __future__ import annotations
 
-import collections
 import hashlib
-import math
 import time
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -42,80 +39,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hookd.api import problems
 from hookd.config import RateLimit, Settings
+from hookd.policy import ratelimit
+from hookd.policy.ratelimit import TokenBuckets, Verdict
 
 LIMITED_PREFIX = "/v1/"
-HEADER_LIMIT = "X-RateLimit-Limit"
-HEADER_REMAINING = "X-RateLimit-Remaining"
-HEADER_RESET = "X-RateLimit-Reset"
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """One bucket's answer to one request."""
-
-    allowed: bool
-    limit: int  # the bucket's size
-    remaining: int  # whole tokens left after this request
-    reset: float  # seconds until the bucket is full again
-    retry_after: float  # seconds until one token is back (0.0 when allowed)
-
-    def headers(self) -> dict[str, str]:
-        headers = {
-            HEADER_LIMIT: str(self.limit),
-            HEADER_REMAINING: str(self.remaining),
-            HEADER_RESET: str(math.ceil(self.reset)),
-        }
-        if not self.allowed:
-            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
-        return headers
-
-
-class TokenBuckets:
-    """One token bucket per key, refilled continuously; the least recently used are forgotten
-    beyond `max_keys` (a forgotten bucket is as good as full). Pure: time comes from `clock`."""
-
-    def __init__(
-        self,
-        rate: RateLimit,
-        *,
-        max_keys: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if max_keys < 1:
-            raise ValueError("max_keys must be at least 1")
-        self.rate = rate
-        self.max_keys = max_keys
-        self._clock = clock
-        # key -> [tokens, when they were counted]; most recently used last
-        self._buckets: collections.OrderedDict[Hashable, list[float]] = collections.OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._buckets)
-
-    def take(self, key: Hashable) -> Verdict:
-        """Take one token from `key`'s bucket if it has one."""
-        now = self._clock()
-        size = float(self.rate.burst)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            bucket = self._buckets[key] = [size, now]
-            if len(self._buckets) > self.max_keys:
-                self._buckets.popitem(last=False)
-        else:
-            self._buckets.move_to_end(key)
-            bucket[0] = min(size, bucket[0] + (now - bucket[1]) * self.rate.per_second)
-            bucket[1] = now
-        allowed = bucket[0] >= 1.0
-        if allowed:
-            bucket[0] -= 1.0
-        tokens = bucket[0]
-        return Verdict(
-            allowed=allowed,
-            limit=self.rate.burst,
-            remaining=math.floor(tokens),
-            reset=(size - tokens) / self.rate.per_second,
-            retry_after=0.0 if allowed else (1.0 - tokens) / self.rate.per_second,
-        )
+HEADER_LIMIT = ratelimit.HEADER_LIMIT
+HEADER_REMAINING = ratelimit.HEADER_REMAINING
+HEADER_RESET = ratelimit.HEADER_RESET
 
 
 class RateLimitMiddleware:

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 
-from hookd.domain.models import DeliveryStatus, EndpointStatus
+from hookd.domain.models import DeliveryStatus, EndpointOrdering, EndpointStatus
 
 _REQUEST = ConfigDict(extra="forbid")
 _TIME: dict[str, Any] = {"format": "date-time"}  # an RFC 3339 string
@@ -57,8 +57,14 @@ _FILTER_DOC = (
     "evaluated yet (a later release will)."
 )
 _RATE_LIMIT_DOC = (
-    "Delivery rate limit for this endpoint. Stored and returned; enforced from a later release "
-    "(issue 5) on."
+    "Delivery rate limit for this endpoint: a token bucket shared by every worker process. "
+    "Deliveries beyond it wait (no attempt is counted). A 429 or 503 from the receiver (with its "
+    "`Retry-After`) also holds this endpoint's deliveries back for a while, and no other's."
+)
+_MAX_IN_FLIGHT_DOC = (
+    "Requests in flight to this endpoint at once, per worker process (1..10000); a slow "
+    "endpoint holds at most this many of a worker's slots. Null: the server's default "
+    "(`HOOKD_ENDPOINT_MAX_IN_FLIGHT`, 32)."
 )
 
 
@@ -124,6 +130,49 @@ class RateLimitSettings(BaseModel):
     )
 
 
+_PRIORITY_DOC = (
+    "Among due deliveries, higher priority is sent first (-10..10; 0 is normal). Deliveries "
+    "already due are never held back by a priority: a retry waiting for its time does not "
+    "block lower priorities."
+)
+
+
+_ORDERING_DOC = (
+    "`fifo`: deliveries go strictly in publish order, one at a time; the next waits (`queued`) "
+    "until the one before is delivered, failed or dead, so a failing delivery blocks this "
+    "endpoint (and only it) through its retries. A replayed dead letter is sent as soon as "
+    "possible, out of order. `none` (the default): concurrently, by priority and due time."
+)
+
+
+_DISABLE_AFTER_DOC = (
+    "Seconds the endpoint may fail without any success before it is disabled (its deliveries "
+    "park and an `endpoint.disabled` event is published); null: the server's default "
+    "(`HOOKD_DISABLE_AFTER`, 5 days)."
+)
+
+
+_FALLBACK_DOC = (
+    "Where a delivery goes once it is dead-lettered at `url` (attempts exhausted): the same body, "
+    "signed with the same secret, with the same `webhook-id` and a `webhook-fallback: true` "
+    "header, with a fresh attempt budget; its attempts are recorded on the same delivery. "
+    "An http(s) URL, checked like `url`."
+)
+
+
+class EndpointResume(BaseModel):
+    """Resume options; an empty body resumes with every parked delivery."""
+
+    model_config = _REQUEST
+
+    discard_parked: bool = Field(
+        default=False,
+        strict=True,
+        description="Delete the deliveries that waited (parked, and queued behind them on a "
+        "FIFO endpoint) instead of sending them.",
+    )
+
+
 class EndpointCreate(BaseModel):
     model_config = _REQUEST
 
@@ -170,11 +219,45 @@ class EndpointCreate(BaseModel):
     )
     filter: dict[str, Any] | None = Field(default=None, description=_FILTER_DOC)
     rate_limit: RateLimitSettings | None = Field(default=None, description=_RATE_LIMIT_DOC)
+    default_priority: int = Field(
+        default=0,
+        strict=True,
+        description="The priority of this endpoint's deliveries when an event gives none. "
+        + _PRIORITY_DOC,
+        json_schema_extra=_documented(minimum=-10, maximum=10),
+    )
+    max_in_flight: int | None = Field(
+        default=None,
+        strict=True,
+        description=_MAX_IN_FLIGHT_DOC,
+        json_schema_extra=_documented(minimum=1, maximum=10_000),
+    )
+    ordering: EndpointOrdering = Field(default=EndpointOrdering.NONE, description=_ORDERING_DOC)
+    disable_after: float | None = Field(
+        default=None,
+        strict=True,
+        allow_inf_nan=False,
+        description=_DISABLE_AFTER_DOC,
+        json_schema_extra=_documented(exclusiveMinimum=0, maximum=365 * 86400),
+    )
+    fallback_url: str | None = Field(
+        default=None,
+        description=_FALLBACK_DOC,
+        json_schema_extra=_documented(minLength=1, maxLength=2048, format="uri"),
+    )
     tenant_id: str | None = Field(default=None, description=_TENANT_DOC)
 
 
 #: PATCH fields that may be left out but, when given, may not be null.
-_NOT_NULLABLE = ("url", "event_types", "headers", "metadata", "status")
+_NOT_NULLABLE = (
+    "url",
+    "event_types",
+    "headers",
+    "metadata",
+    "status",
+    "default_priority",
+    "ordering",
+)
 
 
 class EndpointUpdate(BaseModel):
@@ -233,6 +316,36 @@ class EndpointUpdate(BaseModel):
     rate_limit: RateLimitSettings | None = Field(
         default=None, description=_RATE_LIMIT_DOC + " Null removes it."
     )
+    default_priority: int | None = Field(
+        default=None,
+        strict=True,
+        description="The priority of this endpoint's deliveries when an event gives none "
+        "(applies to events published from now on). " + _PRIORITY_DOC,
+        json_schema_extra=_not_null(minimum=-10, maximum=10),
+    )
+    max_in_flight: int | None = Field(
+        default=None,
+        strict=True,
+        description=_MAX_IN_FLIGHT_DOC,
+        json_schema_extra=_documented(minimum=1, maximum=10_000),
+    )
+    ordering: EndpointOrdering | None = Field(
+        default=None,
+        description=_ORDERING_DOC + " Switching to `none` releases what was queued.",
+        json_schema_extra=_not_null(),
+    )
+    disable_after: float | None = Field(
+        default=None,
+        strict=True,
+        allow_inf_nan=False,
+        description=_DISABLE_AFTER_DOC + " Null: the server's default.",
+        json_schema_extra=_documented(exclusiveMinimum=0, maximum=365 * 86400),
+    )
+    fallback_url: str | None = Field(
+        default=None,
+        description=_FALLBACK_DOC + " Null removes it.",
+        json_schema_extra=_documented(minLength=1, maxLength=2048, format="uri"),
+    )
 
     @field_validator(*_NOT_NULLABLE)
     @classmethod
@@ -262,6 +375,20 @@ class Endpoint(BaseModel):
     secret_preview: str | None = Field(description="An abbreviation of the newest secret.")
     filter: dict[str, Any] | None = Field(description=_FILTER_DOC)
     rate_limit: RateLimitSettings | None = Field(description=_RATE_LIMIT_DOC)
+    default_priority: int = Field(
+        description="The priority of its deliveries when an event gives none."
+    )
+    max_in_flight: int | None = Field(description=_MAX_IN_FLIGHT_DOC)
+    ordering: EndpointOrdering = Field(description=_ORDERING_DOC)
+    disable_after: float | None = Field(description=_DISABLE_AFTER_DOC)
+    fallback_url: str | None = Field(description=_FALLBACK_DOC)
+    last_success_at: str | None = Field(
+        description="The last successful attempt.", json_schema_extra=_TIME
+    )
+    failing_since: str | None = Field(
+        description="Failing without a success since then (null: not failing).",
+        json_schema_extra=_TIME,
+    )
     created_at: str = Field(json_schema_extra=_TIME)
     updated_at: str = Field(json_schema_extra=_TIME)
 
@@ -293,6 +420,13 @@ class EventCreate(BaseModel):
     occurred_at: Timestamp | None = Field(
         default=None, description="When it happened (RFC 3339); default: now."
     )
+    priority: int | None = Field(
+        default=None,
+        strict=True,
+        description="The priority of its deliveries; default: each endpoint's "
+        "`default_priority`. " + _PRIORITY_DOC,
+        json_schema_extra=_documented(minimum=-10, maximum=10),
+    )
     tenant_id: str | None = Field(default=None, description=_TENANT_DOC)
 
 
@@ -312,6 +446,13 @@ class EventBatchItem(BaseModel):
     )
     occurred_at: Timestamp | None = Field(
         default=None, description="When it happened (RFC 3339); default: now."
+    )
+    priority: int | None = Field(
+        default=None,
+        strict=True,
+        description="As for a single publish: the priority of its deliveries (-10..10); "
+        "default: each endpoint's `default_priority`.",
+        json_schema_extra=_documented(minimum=-10, maximum=10),
     )
 
 
@@ -344,6 +485,7 @@ class Event(BaseModel):
     occurred_at: str = Field(json_schema_extra=_TIME)
     created_at: str = Field(json_schema_extra=_TIME)
     idempotency_key: str | None
+    priority: int | None = Field(description="As published; null: each endpoint's default.")
 
 
 class EventPage(BaseModel):
@@ -465,6 +607,10 @@ class _DeliveryFields(BaseModel):
     endpoint_id: str
     event_type: str
     status: DeliveryStatus
+    priority: int = Field(description="Higher is sent first among due deliveries (-10..10).")
+    fallback: bool = Field(
+        description="Dead-lettered at its endpoint's url: now sent to its `fallback_url`."
+    )
     total_attempts: int = Field(description="Attempts ever made.")
     next_attempt_at: str | None = Field(json_schema_extra=_TIME)
     last_status_code: int | None
@@ -617,6 +763,7 @@ class DeliveryCounts(BaseModel):
     failed: int
     dead: int
     parked: int
+    queued: int = Field(description="Waiting behind an earlier delivery (FIFO endpoints).")
 
 
 _SUCCESS_RATE = (

@@ -61,6 +61,15 @@ def _endpoint_fields(record: models.Endpoint) -> dict[str, Any]:
                 per_second=record.rate_limit.per_second, burst=record.rate_limit.burst
             )
         ),
+        "default_priority": record.default_priority,
+        "max_in_flight": record.max_in_flight,
+        "ordering": record.ordering,
+        "disable_after": record.disable_after,
+        "fallback_url": record.fallback_url,
+        "last_success_at": (
+            None if record.last_success_at is None else rfc3339(record.last_success_at)
+        ),
+        "failing_since": None if record.failing_since is None else rfc3339(record.failing_since),
         "created_at": rfc3339(record.created_at),
         "updated_at": rfc3339(record.updated_at),
     }
@@ -85,6 +94,7 @@ def event(record: models.Event) -> schemas.Event:
         occurred_at=rfc3339(record.occurred_at),
         created_at=rfc3339(record.created_at),
         idempotency_key=record.idempotency_key,
+        priority=record.priority,
     )
 
 
@@ -167,6 +177,8 @@ def _delivery_fields(record: models.Delivery) -> dict[str, Any]:
         "endpoint_id": record.endpoint_id,
         "event_type": record.event_type,
         "status": record.status,
+        "priority": record.priority,
+        "fallback": record.fallback,
         "total_attempts": record.total_attempts,
         "next_attempt_at": (
             None if record.next_attempt_at is None else rfc3339(record.next_attempt_at)

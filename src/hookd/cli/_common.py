@@ -63,6 +63,7 @@ STATUS_STYLES = {
     "failed": "red",
     "dead": "bold red",
     "parked": "magenta",
+    "queued": "blue",
     # attempt outcomes
     "success": "green",
     "retry": "yellow",

@@ -14,6 +14,43 @@ from hookd.cli import _common as common
 app = typer.Typer(help="Manage endpoints: where events are delivered.", no_args_is_help=True)
 
 EndpointId = Annotated[str, typer.Argument(metavar="ID", help="Endpoint id (ep_…).")]
+RateLimitOption = Annotated[
+    str | None,
+    typer.Option(
+        "--rate-limit",
+        help="Delivery rate limit, COUNT/UNIT[:BURST] (e.g. 50/s:100, 600/m); `off` removes it. "
+        "Shared by every worker process.",
+        show_default=False,
+    ),
+]
+MaxInFlightOption = Annotated[
+    int | None,
+    typer.Option(
+        "--max-in-flight",
+        min=0,
+        max=10_000,
+        help="Requests in flight to it at once, per worker process; 0: the server's default.",
+        show_default=False,
+    ),
+]
+
+
+def _limits(rate_limit: str | None, max_in_flight: int | None) -> dict[str, Any]:
+    """The request fields for `--rate-limit` and `--max-in-flight` (only those given)."""
+    from hookd import config  # the rate-limit format is the server's
+
+    fields: dict[str, Any] = {}
+    if rate_limit is not None:
+        try:
+            parsed = config.parse_rate_limit(rate_limit, name="--rate-limit")
+        except Exception as exc:
+            raise typer.BadParameter(str(exc), param_hint="--rate-limit") from None
+        fields["rate_limit"] = (
+            None if parsed is None else {"per_second": parsed.per_second, "burst": parsed.burst}
+        )
+    if max_in_flight is not None:
+        fields["max_in_flight"] = max_in_flight or None
+    return fields
 
 
 @app.command("add")
@@ -45,6 +82,32 @@ def add(
     ] = None,
     name: Annotated[str | None, typer.Option(show_default=False)] = None,
     description: Annotated[str | None, typer.Option(show_default=False)] = None,
+    default_priority: Annotated[
+        int | None,
+        typer.Option(
+            min=-10,
+            max=10,
+            help="Priority of its deliveries when an event gives none (-10..10). Default: 0.",
+            show_default=False,
+        ),
+    ] = None,
+    rate_limit: RateLimitOption = None,
+    max_in_flight: MaxInFlightOption = None,
+    fallback_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Where deliveries go once dead-lettered at URL (same body, secret and id).",
+            show_default=False,
+        ),
+    ] = None,
+    fifo: Annotated[
+        bool,
+        typer.Option(
+            "--fifo",
+            help="Deliver strictly in publish order, one at a time (a failing delivery blocks "
+            "this endpoint until it succeeds or ends).",
+        ),
+    ] = False,
     server: common.ServerUrl = common.DEFAULT_URL,
     api_key: common.ApiKey = None,
     as_json: common.AsJson = False,
@@ -58,8 +121,12 @@ def add(
         "max_attempts": max_attempts,
         "name": name,
         "description": description,
+        "default_priority": default_priority,
+        "ordering": "fifo" if fifo else None,
+        "fallback_url": fallback_url,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
+    body.update({k: v for k, v in _limits(rate_limit, max_in_flight).items() if v is not None})
     created = common.connect(server, api_key).post("/v1/endpoints", json=body)
     if as_json:
         common.print_json(created)
@@ -140,6 +207,38 @@ def remove(
     common.success(f"Deleted endpoint {endpoint_id}")
 
 
+@app.command("update")
+def update(
+    endpoint_id: EndpointId,
+    rate_limit: RateLimitOption = None,
+    max_in_flight: MaxInFlightOption = None,
+    server: common.ServerUrl = common.DEFAULT_URL,
+    api_key: common.ApiKey = None,
+    as_json: common.AsJson = False,
+) -> None:
+    """Change an endpoint's delivery limits (only the options given)."""
+    changes = _limits(rate_limit, max_in_flight)
+    if not changes:
+        raise typer.BadParameter("give --rate-limit or --max-in-flight")
+    endpoint = common.connect(server, api_key).patch(
+        client.path_of("v1", "endpoints", endpoint_id), json=changes
+    )
+    if as_json:
+        common.print_json(endpoint)
+        return
+    common.success(f"Updated endpoint {endpoint['id']}", *_limit_rows(endpoint))
+
+
+def _limit_rows(endpoint: dict[str, Any]) -> list[tuple[str, str]]:
+    limit = endpoint.get("rate_limit")
+    rate = "-" if not limit else f"{limit['per_second']:g}/s, bursts of {limit['burst']}"
+    in_flight = endpoint.get("max_in_flight")
+    return [
+        ("rate limit", rate),
+        ("max in flight", "server default" if in_flight is None else str(in_flight)),
+    ]
+
+
 @app.command("pause")
 def pause(
     endpoint_id: EndpointId,
@@ -154,20 +253,32 @@ def pause(
 @app.command("resume")
 def resume(
     endpoint_id: EndpointId,
+    discard_parked: Annotated[
+        bool,
+        typer.Option(
+            "--discard-parked", help="Delete what waited instead of sending it (not undoable)."
+        ),
+    ] = False,
     server: common.ServerUrl = common.DEFAULT_URL,
     api_key: common.ApiKey = None,
     as_json: common.AsJson = False,
 ) -> None:
     """Deliver to an endpoint again, starting with what waited."""
-    _set_status(endpoint_id, "active", server, api_key, as_json)
+    body = {"discard_parked": True} if discard_parked else None
+    _set_status(endpoint_id, "active", server, api_key, as_json, body)
 
 
 def _set_status(
-    endpoint_id: str, status: str, server: str, api_key: str | None, as_json: bool
+    endpoint_id: str,
+    status: str,
+    server: str,
+    api_key: str | None,
+    as_json: bool,
+    body: dict[str, Any] | None = None,
 ) -> None:
     action = "resume" if status == "active" else "pause"
     endpoint = common.connect(server, api_key).post(
-        client.path_of("v1", "endpoints", endpoint_id, action)
+        client.path_of("v1", "endpoints", endpoint_id, action), json=body
     )
     if as_json:
         common.print_json(endpoint)
@@ -347,6 +458,7 @@ def describe(endpoint: dict[str, Any]) -> Table:
         ("status", common.status(endpoint.get("status"), endpoint.get("status_reason"))),
         ("timeout", common.duration(endpoint.get("timeout"))),
         ("retries", retry_policy(endpoint.get("retry_policy"))),
+        *_limit_rows(endpoint),
         ("headers", ", ".join(headers) or "-"),
         ("secret", common.text(endpoint.get("secret_preview"))),
         ("created", common.when(endpoint.get("created_at"))),

@@ -27,6 +27,16 @@ def send(
         str | None,
         typer.Option(help="A repeat with the same key is not published twice.", show_default=False),
     ] = None,
+    priority: Annotated[
+        int | None,
+        typer.Option(
+            min=-10,
+            max=10,
+            help="-10..10: higher is sent first among due deliveries. "
+            "Default: each endpoint's default priority.",
+            show_default=False,
+        ),
+    ] = None,
     server: common.ServerUrl = common.DEFAULT_URL,
     api_key: common.ApiKey = None,
     as_json: common.AsJson = False,
@@ -35,6 +45,8 @@ def send(
     body: dict[str, Any] = {"type": event_type, "payload": common.read_json_object(data)}
     if idempotency_key is not None:
         body["idempotency_key"] = idempotency_key
+    if priority is not None:
+        body["priority"] = priority
     result = common.connect(server, api_key).post("/v1/events", json=body)
     if as_json:
         common.print_json(result)

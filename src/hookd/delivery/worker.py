@@ -14,32 +14,46 @@ the work is then taken again: delivery is at-least-once, and every try carries t
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
 import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any
 
 from hookd.config import Settings
 from hookd.delivery.sender import USER_AGENT, Outcome, Sender
 from hookd.domain import errors, ids
 from hookd.domain.models import (
+    ENDED_STATUSES,
     Attempt,
     AttemptResult,
     ClaimedDelivery,
     DeliveryStatus,
     Endpoint,
+    EndpointOrdering,
     EndpointStatus,
 )
-from hookd.policy import retry, signing
-from hookd.store.port import Store, WakeupSource
+from hookd.policy import ratelimit, retry, signing
+from hookd.store.port import Store, ThrottleGrant, ThrottleRequest, WakeupSource
 
 log = logging.getLogger("hookd.worker")
 
 #: Longest wait between claims while the database is unavailable (seconds).
 _MAX_BACKOFF = 5.0
+#: A delivery held back by its endpoint's concurrency limit waits at least this long (seconds)...
+_BUSY_DELAY = 0.05
+#: ... and a held-back delivery (busy endpoint, rate limit) at most this long before another look.
+_MAX_DEFER = 30.0
+#: Granted deliveries held here for an endpoint's slots should be sent within about this long
+#: (seconds), in at most this many rounds of its max_in_flight.
+_QUEUE_SECONDS = 2.0
+_QUEUE_ROUNDS = 8
+#: How much a new response time moves an endpoint's running estimate.
+_LATENCY_WEIGHT = 0.2
 
 _STATUS_OF = {
     retry.DecisionKind.DELIVERED: DeliveryStatus.DELIVERED,
@@ -51,7 +65,14 @@ _STATUS_OF = {
 
 #: Request headers recorded verbatim in attempt logs; custom header values are redacted.
 _LOGGED_HEADERS = frozenset(
-    {"content-type", "user-agent", "webhook-id", "webhook-timestamp", "webhook-signature"}
+    {
+        "content-type",
+        "user-agent",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "webhook-fallback",
+    }
 )
 REDACTED = "[redacted]"
 
@@ -102,9 +123,22 @@ class Worker:
         self._results_ready = asyncio.Event()
         self._recorder_closing = False
         self._earliest_retry: float | None = None
+        # a FIFO endpoint's delivery ended: once recorded, its next one is due (claim at once)
+        self._fifo_advanced = False
         self._loop_task: asyncio.Task[None] | None = None
         self._recorder_task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        # per endpoint: requests in flight from this process, a running response-time estimate
+        # (seconds), and back-offs known here (those to share are queued for the recorder)
+        self._endpoint_in_flight: collections.Counter[str] = collections.Counter()
+        self._latency: dict[str, float] = {}
+        self._sending_since: dict[str, dict[str, float]] = {}  # endpoint -> delivery -> start
+        self._backoff: dict[str, float] = {}
+        self._backoffs_to_share: dict[str, float] = {}
+        # per endpoint: deliveries granted but waiting here for one of its slots (at most its
+        # max_in_flight of them, so a wait is short beside the lease); started as slots free up
+        self._waiting: dict[str, collections.deque[tuple[ClaimedDelivery, Endpoint, float]]] = {}
+        self._background: set[asyncio.Task[None]] = set()
 
     # control -----------------------------------------------------------------------------------
     def notify(self) -> None:
@@ -131,11 +165,13 @@ class Worker:
         self._wake.set()
         self._slot_free.set()
         await self._loop_task
+        waiting = [d.id for queue in self._waiting.values() for d, _, _ in queue]
+        self._waiting.clear()
         if self._in_flight:
             await asyncio.wait(
                 list(self._in_flight.values()), timeout=self._settings.worker.shutdown_grace
             )
-        leftover = list(self._in_flight)
+        leftover = list(self._in_flight) + waiting
         for task in list(self._in_flight.values()):
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -144,6 +180,8 @@ class Worker:
         self._recorder_closing = True  # no more results can come: drain and finish
         self._results_ready.set()
         await self._recorder_task
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         if leftover:
             released = await self._store.release(
                 worker_id=self.id, delivery_ids=leftover, now=self._clock()
@@ -162,12 +200,17 @@ class Worker:
     def in_flight(self) -> int:
         return len(self._in_flight)
 
+    @property
+    def waiting(self) -> int:
+        """Deliveries held here for a slot of their endpoint's."""
+        return sum(len(queue) for queue in self._waiting.values())
+
     # claiming ----------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         cfg = self._settings.worker
         backoff = cfg.poll_interval  # grows while the database is unavailable
         while not self._stopping:
-            capacity = cfg.concurrency - len(self._in_flight)
+            capacity = cfg.concurrency - len(self._in_flight) - self.waiting
             if capacity < min(cfg.batch_size, cfg.concurrency) // 4 or capacity <= 0:
                 self._slot_free.clear()
                 await self._slot_free.wait()
@@ -209,6 +252,7 @@ class Worker:
     async def _dispatch(self, claimed: list[ClaimedDelivery]) -> None:
         endpoints = await self._store.endpoints_by_id({c.endpoint_id for c in claimed})
         held_back: list[str] = []
+        sendable: dict[str, list[ClaimedDelivery]] = {}
         for delivery in claimed:
             endpoint = endpoints.get(delivery.endpoint_id)
             if endpoint is None:
@@ -216,15 +260,158 @@ class Worker:
             if endpoint.status is not EndpointStatus.ACTIVE:
                 held_back.append(delivery.id)
                 continue
-            task = asyncio.create_task(self._deliver(delivery, endpoint))
-            self._in_flight[delivery.id] = task
-            task.add_done_callback(functools.partial(self._finished, delivery.id))
+            sendable.setdefault(endpoint.id, []).append(delivery)
         if held_back:  # paused or disabled since the claim: park them, unsent
             await self._store.release(worker_id=self.id, delivery_ids=held_back, now=self._clock())
+        if sendable:
+            await self._admit(sendable, endpoints)
 
-    def _finished(self, delivery_id: str, _task: asyncio.Task[None]) -> None:
+    def max_in_flight(self, endpoint: Endpoint) -> int:
+        """How many requests this process may have in flight to `endpoint` at once."""
+        if endpoint.max_in_flight is not None:
+            return endpoint.max_in_flight
+        return self._settings.worker.endpoint_max_in_flight
+
+    async def _admit(
+        self, claimed: Mapping[str, list[ClaimedDelivery]], endpoints: Mapping[str, Endpoint]
+    ) -> None:
+        """Send what each endpoint's concurrency limit, rate limit and back-off allow now; give
+        the rest back unsent, due when they may go (no attempt is counted). One statement asks
+        every endpoint's shared bucket (hookd.store.port: `throttle`), one gives leases back."""
+        now = self._clock()
+        requests = []
+        for endpoint_id, deliveries in claimed.items():
+            endpoint = endpoints[endpoint_id]
+            limit = self.max_in_flight(endpoint)
+            queued = len(self._waiting.get(endpoint_id, ()))
+            room = (
+                limit
+                - self._endpoint_in_flight[endpoint_id]
+                + self._queue_depth(endpoint_id, limit)
+                - queued
+            )
+            if self._backoff.get(endpoint_id, 0.0) > now:
+                room = 0  # known here already: take no tokens
+            wanted = max(0, min(len(deliveries), room))
+            requests.append(ThrottleRequest(endpoint_id, wanted, endpoint.rate_limit))
+        try:
+            grants = await self._store.throttle(requests=requests, now=now)
+        except Exception as exc:  # nothing granted: everything waits a poll interval
+            log.warning("taking rate-limit tokens failed: %s", exc)
+            grants = {}
+        deferred: dict[str, float] = {}
+        for request in requests:
+            endpoint = endpoints[request.endpoint_id]
+            grant = grants.get(request.endpoint_id)
+            if grant is None:
+                grant = ThrottleGrant(0, 0.0, now + self._settings.worker.poll_interval)
+            granted = min(grant.granted, request.wanted)
+            deliveries = claimed[request.endpoint_id]
+            limit = self.max_in_flight(endpoint)
+            for delivery in deliveries[:granted]:
+                if self._endpoint_in_flight[endpoint.id] < limit:
+                    self._start(delivery, endpoint)
+                else:
+                    self._waiting.setdefault(endpoint.id, collections.deque()).append(
+                        (delivery, endpoint, now)
+                    )
+            for position, delivery in enumerate(deliveries[granted:], start=1):
+                deferred[delivery.id] = self._defer_until(
+                    endpoint,
+                    grant,
+                    now,
+                    position,
+                    over_concurrency=granted + position > request.wanted,
+                )
+        if deferred:
+            await self._store.defer(worker_id=self.id, until=deferred, now=now)
+            earliest = min(deferred.values())
+            if self._earliest_retry is None or earliest < self._earliest_retry:
+                self._earliest_retry = earliest
+
+    def _queue_depth(self, endpoint_id: str, limit: int) -> int:
+        """How many granted deliveries may wait here for the endpoint's slots: enough rounds of
+        `limit` to be sent within `_QUEUE_SECONDS` at its response time (one round at least, so
+        a slow endpoint's wait stays short beside the lease)."""
+        latency = self._latency.get(endpoint_id)
+        if latency is None:
+            return limit
+        rounds = int(_QUEUE_SECONDS / max(latency, 0.001))
+        return limit * max(1, min(rounds, _QUEUE_ROUNDS))
+
+    def _defer_until(
+        self,
+        endpoint: Endpoint,
+        grant: ThrottleGrant,
+        now: float,
+        position: int,
+        *,
+        over_concurrency: bool,
+    ) -> float:
+        """When the `position`-th delivery held back for `endpoint` should be looked at again."""
+        backoff = max(grant.backoff_until, self._backoff.get(endpoint.id, 0.0))
+        if backoff > now:
+            return backoff
+        wait = 0.0
+        if endpoint.rate_limit is not None:  # when the bucket will hold a token for it
+            wait = ratelimit.wait_for(grant.tokens, endpoint.rate_limit.per_second, position)
+        if over_concurrency:  # roughly when a slot will be free for it (after those waiting)
+            rounds = 1 - (-position // self.max_in_flight(endpoint))
+            wait = max(wait, _BUSY_DELAY, rounds * self._response_time(endpoint.id, now))
+        return now + min(max(wait, 0.001), _MAX_DEFER)
+
+    def _response_time(self, endpoint_id: str, now: float) -> float:
+        """The endpoint's response time as known here: the running estimate, or longer while
+        its oldest request in flight has been out longer (one that never answers is seen as
+        slow before its first timeout)."""
+        started = self._sending_since.get(endpoint_id)
+        oldest = now - min(started.values()) if started else 0.0
+        return max(self._latency.get(endpoint_id, 0.0), oldest)
+
+    def _start(self, delivery: ClaimedDelivery, endpoint: Endpoint) -> None:
+        task = asyncio.create_task(self._deliver(delivery, endpoint))
+        self._in_flight[delivery.id] = task
+        self._endpoint_in_flight[endpoint.id] += 1
+        self._sending_since.setdefault(endpoint.id, {})[delivery.id] = self._clock()
+        task.add_done_callback(functools.partial(self._finished, delivery.id, endpoint.id))
+
+    def _finished(self, delivery_id: str, endpoint_id: str, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(delivery_id, None)
+        self._endpoint_in_flight[endpoint_id] -= 1
+        if self._endpoint_in_flight[endpoint_id] <= 0:
+            del self._endpoint_in_flight[endpoint_id]
+        sending = self._sending_since.get(endpoint_id)
+        if sending is not None:
+            sending.pop(delivery_id, None)
+            if not sending:
+                del self._sending_since[endpoint_id]
+        queue = self._waiting.get(endpoint_id)
+        if queue:
+            now = self._clock()
+            backoff = self._backoff.get(endpoint_id, 0.0)
+            # a long wait (the endpoint slowed down since): give them back before leases run out
+            stale = now - queue[0][2] > self._settings.lease_seconds / 2
+            if backoff > now or stale:  # or the receiver asked to slow down
+                until = {d.id: max(backoff, now) for d, _, _ in queue}
+                del self._waiting[endpoint_id]
+                self._in_background(self._store.defer(worker_id=self.id, until=until, now=now))
+            elif not self._stopping:
+                delivery, endpoint, _ = queue.popleft()
+                if not queue:
+                    del self._waiting[endpoint_id]
+                self._start(delivery, endpoint)
         self._slot_free.set()
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception:  # their leases expire instead: they are sent later, not lost
+                log.exception("giving back held deliveries failed")
+
+        task = asyncio.create_task(guarded())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # sending -----------------------------------------------------------------------------------
     async def _deliver(self, delivery: ClaimedDelivery, endpoint: Endpoint) -> None:
@@ -240,9 +427,11 @@ class Worker:
             )
             headers = {}
         else:
-            outcome = await self._sender.send(
-                endpoint.url, headers, delivery.body, timeout=endpoint.timeout
-            )
+            url = endpoint.url
+            if delivery.fallback and endpoint.fallback_url is not None:
+                url = endpoint.fallback_url  # dead-lettered at url: the fallback's turn
+                headers["webhook-fallback"] = "true"
+            outcome = await self._sender.send(url, headers, delivery.body, timeout=endpoint.timeout)
         self._complete(delivery, endpoint, headers, outcome, started)
 
     def _complete(
@@ -266,6 +455,17 @@ class Worker:
             rand=self._rand,
         )
         status = _STATUS_OF[decision.kind]
+        to_fallback = (
+            decision.kind is retry.DecisionKind.DEAD
+            and endpoint.fallback_url is not None
+            and not delivery.fallback
+        )
+        if to_fallback:  # dead-lettered at url: due again at once, to the fallback URL
+            status = DeliveryStatus.PENDING
+            decision = retry.Decision(
+                retry.DecisionKind.RETRY, now, decision.reason + "; sending to the fallback URL"
+            )
+        self._observe(endpoint.id, outcome, now)
         attempt = Attempt(
             id=ids.new_id(ids.ATTEMPT, now=started),
             delivery_id=delivery.id,
@@ -287,9 +487,17 @@ class Worker:
             disable_endpoint_reason=(
                 decision.reason if decision.kind is retry.DecisionKind.DISABLE else None
             ),
+            disable_after=(
+                self._settings.disable_after
+                if endpoint.disable_after is None
+                else endpoint.disable_after
+            ),
+            to_fallback=to_fallback,
         )
         self._pending_results.append(result)
         self._results_ready.set()
+        if endpoint.ordering is EndpointOrdering.FIFO and status in ENDED_STATUSES:
+            self._fifo_advanced = True
         if self._on_result is not None:
             try:
                 self._on_result(result)
@@ -319,6 +527,38 @@ class Worker:
                 },
             )
 
+    def _observe(self, endpoint_id: str, outcome: Outcome, now: float) -> None:
+        """Learn from a response: its time, and a receiver's 429/503 asking to slow down."""
+        seconds = outcome.duration_ms / 1000.0
+        before = self._latency.get(endpoint_id)
+        self._latency[endpoint_id] = (
+            seconds if before is None else before + _LATENCY_WEIGHT * (seconds - before)
+        )
+        until = ratelimit.backoff_until(
+            outcome.status, outcome.retry_after, now, limit=self._settings.retry_after_max
+        )
+        if until is not None and until > self._backoff.get(endpoint_id, 0.0):
+            self._backoff[endpoint_id] = until
+            self._backoffs_to_share[endpoint_id] = until  # the recorder writes it soon
+            log.info(
+                "endpoint %s asked to slow down (%s): nothing more is sent for %.1f s",
+                endpoint_id,
+                outcome.status,
+                until - now,
+                extra={"endpoint_id": endpoint_id, "status_code": outcome.status},
+            )
+
+    async def _share_backoffs(self) -> None:
+        if not self._backoffs_to_share:
+            return
+        until, self._backoffs_to_share = self._backoffs_to_share, {}
+        try:
+            await self._store.back_off(until=until, now=self._clock())
+        except Exception:  # this process still honours it; other processes will hear a 429 too
+            log.exception("sharing the back-off of %d endpoints failed", len(until))
+        now = self._clock()
+        self._backoff = {e: t for e, t in self._backoff.items() if t > now}
+
     # recording ---------------------------------------------------------------------------------
     async def _record_loop(self) -> None:
         cfg = self._settings.worker
@@ -327,6 +567,7 @@ class Worker:
             if len(self._pending_results) < cfg.record_batch and not self._recorder_closing:
                 await asyncio.sleep(cfg.record_interval)  # let more results share the commit
             self._results_ready.clear()
+            await self._share_backoffs()
             while self._pending_results:
                 batch = self._pending_results[: cfg.record_batch]
                 del self._pending_results[: cfg.record_batch]
@@ -342,6 +583,9 @@ class Worker:
         while True:
             try:
                 await self._store.record(worker_id=self.id, results=batch, now=self._clock())
+                if self._fifo_advanced:
+                    self._fifo_advanced = False
+                    self._wake.set()
                 return
             except errors.StoreUnavailable as exc:
                 if time.monotonic() > give_up_at:

@@ -15,11 +15,30 @@ from hookd.policy.retry import RetryPolicy
 
 DEFAULT_TENANT = "default"
 
+#: The operational event published into an endpoint's tenant when the endpoint is disabled (by a
+#: 410 Gone, or by failing without success for its `disable_after`); payload: endpoint_id, url,
+#: reason, disabled_at. Never delivered to the disabled endpoint itself.
+ENDPOINT_DISABLED = "endpoint.disabled"
+
+#: Delivery priorities: higher is claimed first among due deliveries (DESIGN §3). The claim
+#: queries list every level (store/*/queries.sql); a test keeps them in step with these bounds.
+MIN_PRIORITY = -10
+MAX_PRIORITY = 10
+
 
 class EndpointStatus(StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
     DISABLED = "disabled"
+
+
+class EndpointOrdering(StrEnum):
+    """How an endpoint's deliveries are ordered (DESIGN §3)."""
+
+    NONE = "none"  # concurrently, highest priority and earliest due first
+    #: strictly in publish order: one at a time, the next waits (`queued`) until the one before
+    #: is delivered or ended (failed, dead); a failing head blocks this endpoint only
+    FIFO = "fifo"
 
 
 class DeliveryStatus(StrEnum):
@@ -29,10 +48,13 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"  # the receiver rejected it (4xx/3xx): not retried, replayable
     DEAD = "dead"  # attempts exhausted: a dead letter, replayable
     PARKED = "parked"  # its endpoint is paused or disabled: kept, resumes with the endpoint
+    QUEUED = "queued"  # FIFO endpoint: waits for the delivery before it to end
 
 
 #: Statuses that end a delivery without success: the dead-letter list.
 DEAD_LETTER_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.DEAD)
+#: Statuses that end a delivery: on a FIFO endpoint, the next one may go.
+ENDED_STATUSES = (DeliveryStatus.DELIVERED, *DEAD_LETTER_STATUSES)
 
 
 class Secret:
@@ -73,7 +95,7 @@ class EndpointSecret:
 @dataclass(frozen=True, slots=True)
 class EndpointRateLimit:
     """An endpoint's delivery rate limit: a token bucket of `burst` tokens refilled at
-    `per_second`. Stored and returned; enforced by the worker from issue 5 on."""
+    `per_second`, shared by every worker process (hookd.policy.ratelimit)."""
 
     per_second: float
     burst: int
@@ -99,6 +121,20 @@ class Endpoint:
     #: A payload filter, stored as given (a JSON object) and not evaluated yet.
     filter: Mapping[str, Any] | None = None
     rate_limit: EndpointRateLimit | None = None
+    #: Deliveries in flight to it at once, per worker process; None: the worker's default.
+    max_in_flight: int | None = None
+    #: The priority of its deliveries when an event gives none (MIN_PRIORITY..MAX_PRIORITY).
+    default_priority: int = 0
+    ordering: EndpointOrdering = EndpointOrdering.NONE
+    #: Seconds failing without a success after which it is disabled; None: the server's default.
+    disable_after: float | None = None
+    #: Kept by the store as attempts are recorded (read-only for the API): the last success, and
+    #: since when it has been failing without one (None: not failing).
+    last_success_at: float | None = None
+    failing_since: float | None = None
+    #: Where a delivery goes once it is dead-lettered at `url` (same body, secret and
+    #: webhook-id, plus `webhook-fallback: true`), with attempts of its own; None: nowhere.
+    fallback_url: str | None = None
 
     def signing_keys_at(self, now: float) -> list[str]:
         """The secrets to sign with now: the newest first, then any still inside a grace period."""
@@ -132,6 +168,8 @@ class Event:
     occurred_at: float
     created_at: float
     idempotency_key: str | None = None
+    #: The priority of its deliveries; None: each endpoint's `default_priority`.
+    priority: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +188,7 @@ class Delivery:
     priority: int = 0
     last_status_code: int | None = None
     last_error: str | None = None
+    fallback: bool = False  # dead-lettered at its endpoint's url: now sent to its fallback_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +218,8 @@ class ClaimedDelivery:
     attempts: int  # attempts already made in this run
     total_attempts: int
     body: bytes
+    priority: int = 0
+    fallback: bool = False  # to its endpoint's fallback_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +230,11 @@ class AttemptResult:
     status: DeliveryStatus
     next_attempt_at: float | None
     disable_endpoint_reason: str | None = None  # set when the endpoint must be disabled (410)
+    #: Seconds its endpoint may fail without a success before it is disabled (None: never).
+    disable_after: float | None = None
+    #: Dead-lettered at the endpoint's url: due again (status pending) with a fresh attempt
+    #: budget, to the endpoint's fallback_url.
+    to_fallback: bool = False
 
 
 @dataclass(frozen=True, slots=True)

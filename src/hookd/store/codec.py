@@ -13,11 +13,14 @@ from typing import Any
 import orjson
 
 from hookd.crypto import SecretBox
+from hookd.domain import ids
 from hookd.domain.models import (
+    ENDPOINT_DISABLED,
     Attempt,
     Delivery,
     DeliveryStatus,
     Endpoint,
+    EndpointOrdering,
     EndpointRateLimit,
     EndpointSecret,
     EndpointStatus,
@@ -56,6 +59,11 @@ def endpoint_to_row(endpoint: Endpoint, box: SecretBox) -> dict[str, Any]:
         "updated_at": endpoint.updated_at,
         "filter": None if endpoint.filter is None else dumps(dict(endpoint.filter)),
         "rate_limit": rate_limit_to_json(endpoint.rate_limit),
+        "max_in_flight": endpoint.max_in_flight,
+        "default_priority": endpoint.default_priority,
+        "ordering": endpoint.ordering.value,
+        "disable_after": endpoint.disable_after,
+        "fallback_url": endpoint.fallback_url,
     }
 
 
@@ -95,7 +103,41 @@ def endpoint_from_row(row: Mapping[str, Any], box: SecretBox) -> Endpoint:
         updated_at=row["updated_at"],
         filter=None if row["filter"] is None else orjson.loads(row["filter"]),
         rate_limit=rate_limit_from_json(row["rate_limit"]),
+        max_in_flight=row["max_in_flight"],
+        default_priority=row["default_priority"],
+        ordering=EndpointOrdering(row["ordering"]),
+        disable_after=row["disable_after"],
+        last_success_at=row["last_success_at"],
+        failing_since=row["failing_since"],
+        fallback_url=row["fallback_url"],
     )
+
+
+def disabled_event(tenant_id: str, endpoint_id: str, url: str, reason: str, now: float) -> Event:
+    """The `endpoint.disabled` event of an endpoint disabled now (see models.ENDPOINT_DISABLED)."""
+    payload = {
+        "endpoint_id": endpoint_id,
+        "url": url,
+        "reason": reason,
+        "disabled_at": rfc3339(now),
+    }
+    return Event(
+        id=ids.new_id(ids.EVENT, now=now),
+        tenant_id=tenant_id,
+        type=ENDPOINT_DISABLED,
+        payload=orjson.dumps(payload),
+        occurred_at=now,
+        created_at=now,
+    )
+
+
+def failing_reason(seconds: float) -> str:
+    """Why an endpoint was disabled for failing too long, e.g. "no success for 5 days"."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = int(seconds // size)
+            return f"no success for {n} {unit}{'' if n == 1 else 's'} while failing"
+    return f"no success for {seconds:g} s while failing"
 
 
 def event_from_row(row: Mapping[str, Any]) -> Event:
@@ -107,6 +149,7 @@ def event_from_row(row: Mapping[str, Any]) -> Event:
         occurred_at=row["occurred_at"],
         created_at=row["created_at"],
         idempotency_key=row["idempotency_key"],
+        priority=row["priority"],
     )
 
 
@@ -159,6 +202,7 @@ def delivery_from_row(row: Mapping[str, Any]) -> Delivery:
         last_error=row["last_error"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        fallback=bool(row["fallback"]),
     )
 
 

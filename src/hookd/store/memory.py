@@ -9,22 +9,25 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TypeVar
 
 from hookd.domain import errors, ids
 from hookd.domain.models import (
+    ENDED_STATUSES,
     Attempt,
     AttemptResult,
     ClaimedDelivery,
     Delivery,
     DeliveryStatus,
     Endpoint,
+    EndpointOrdering,
     EndpointStatus,
     Event,
     EventType,
     PublishResult,
 )
+from hookd.policy import ratelimit
 from hookd.policy.patterns import PatternSet
 from hookd.store import codec
 from hookd.store.port import (
@@ -35,6 +38,8 @@ from hookd.store.port import (
     EventFilter,
     Page,
     QueueCounts,
+    ThrottleGrant,
+    ThrottleRequest,
 )
 
 T = TypeVar("T", bound=object)
@@ -52,6 +57,8 @@ class MemoryStore:
         self.attempts: dict[str, list[Attempt]] = {}
         self.event_types: dict[tuple[str, str], EventType] = {}  # (tenant, name) -> type
         self.open_count = 0
+        # endpoint id -> [tokens, updated_at, backoff_until]: the shared throttle state
+        self.throttles: dict[str, list[float]] = {}
 
     async def open(self) -> None:
         self.open_count += 1
@@ -141,6 +148,37 @@ class MemoryStore:
             raise errors.NotFound("endpoint", endpoint.id)
         self.endpoints[endpoint.id] = endpoint
         self._status_changed(endpoint.id, before.status, endpoint.status, endpoint.updated_at)
+        if endpoint.ordering is EndpointOrdering.FIFO:
+            self._promote_fifo_heads([endpoint.id], endpoint.updated_at)
+        else:  # nothing waits in a queue
+            target = (
+                DeliveryStatus.PENDING
+                if endpoint.status is EndpointStatus.ACTIVE
+                else DeliveryStatus.PARKED
+            )
+            now = endpoint.updated_at
+            self._move(endpoint.id, DeliveryStatus.QUEUED, target, now, now)
+
+    def _promote_fifo_heads(self, endpoint_ids: Collection[str], now: float) -> None:
+        """A FIFO endpoint with no head (pending, sending or parked): its oldest queued delivery
+        becomes the head, due now."""
+        heads = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.PARKED)
+        for endpoint_id in endpoint_ids:
+            endpoint = self.endpoints.get(endpoint_id)
+            if endpoint is None or endpoint.ordering is not EndpointOrdering.FIFO:
+                continue
+            mine = [d for d in self.deliveries.values() if d.endpoint_id == endpoint_id]
+            queued = [d for d in mine if d.status is DeliveryStatus.QUEUED]
+            if not queued or any(d.status in heads for d in mine):
+                continue
+            head = min(queued, key=lambda d: (d.created_at, d.id))
+            active = endpoint.status is EndpointStatus.ACTIVE
+            self.deliveries[head.id] = dataclasses.replace(
+                head,
+                status=DeliveryStatus.PENDING if active else DeliveryStatus.PARKED,
+                next_attempt_at=now,
+                updated_at=now,
+            )
 
     def _status_changed(
         self, endpoint_id: str, before: EndpointStatus, after: EndpointStatus, now: float
@@ -201,7 +239,17 @@ class MemoryStore:
     async def publish(
         self, events: Sequence[Event], *, idempotent_since: float | None = None
     ) -> list[PublishResult]:
+        return self._publish_now(events, idempotent_since)
+
+    def _publish_now(
+        self,
+        events: Sequence[Event],
+        idempotent_since: float | None,
+        *,
+        exclude: str | None = None,
+    ) -> list[PublishResult]:
         results = []
+        fifo: set[str] = set()  # FIFO endpoints that got deliveries (queued)
         for event in events:
             if event.idempotency_key is not None:
                 first = max(
@@ -222,18 +270,30 @@ class MemoryStore:
             self.events[event.id] = event
             count = 0
             for endpoint in self.endpoints.values():
-                if endpoint.tenant_id != event.tenant_id:
+                if endpoint.tenant_id != event.tenant_id or endpoint.id == exclude:
                     continue
                 if not PatternSet(endpoint.event_types).matches(event.type):
                     continue
                 active = endpoint.status is EndpointStatus.ACTIVE
+                in_order = endpoint.ordering is EndpointOrdering.FIFO
+                if in_order:
+                    fifo.add(endpoint.id)
                 delivery = Delivery(
                     id=ids.new_id(ids.DELIVERY, now=event.created_at),
                     tenant_id=event.tenant_id,
                     event_id=event.id,
                     endpoint_id=endpoint.id,
                     event_type=event.type,
-                    status=DeliveryStatus.PENDING if active else DeliveryStatus.PARKED,
+                    status=(
+                        DeliveryStatus.QUEUED
+                        if in_order
+                        else DeliveryStatus.PENDING
+                        if active
+                        else DeliveryStatus.PARKED
+                    ),
+                    priority=(
+                        endpoint.default_priority if event.priority is None else event.priority
+                    ),
                     attempts=0,
                     total_attempts=0,
                     next_attempt_at=event.created_at,
@@ -243,6 +303,7 @@ class MemoryStore:
                 self.deliveries[delivery.id] = delivery
                 count += 1
             results.append(PublishResult(event, count))
+        self._promote_fifo_heads(fifo, max((e.created_at for e in events), default=0.0))
         return results
 
     async def get_event(self, tenant_id: str | None, event_id: str) -> Event | None:
@@ -282,7 +343,7 @@ class MemoryStore:
                 and d.next_attempt_at is not None
                 and d.next_attempt_at <= now
             ),
-            key=lambda d: (d.next_attempt_at, d.id),
+            key=lambda d: (-d.priority, d.next_attempt_at, d.id),
         )[:limit]
         claimed = []
         for d in due:
@@ -303,6 +364,8 @@ class MemoryStore:
                     attempts=d.attempts,
                     total_attempts=d.total_attempts,
                     body=codec.wire_body(event.type, event.occurred_at, event.payload),
+                    priority=d.priority,
+                    fallback=d.fallback,
                 )
             )
         return claimed
@@ -330,21 +393,49 @@ class MemoryStore:
                 delivery,
                 status=status,
                 next_attempt_at=result.next_attempt_at,
-                attempts=delivery.attempts + 1,
+                attempts=0 if result.to_fallback else delivery.attempts + 1,
+                fallback=delivery.fallback or result.to_fallback,
                 total_attempts=delivery.total_attempts + 1,
                 last_status_code=attempt.status_code,
                 last_error=attempt.error,
                 updated_at=now,
             )
+        disables = {
+            r.attempt.endpoint_id: r.disable_endpoint_reason
+            for r in results
+            if r.disable_endpoint_reason is not None
+        }
+        succeeded = {r.attempt.endpoint_id for r in results if r.attempt.outcome == "success"}
         for result in results:
-            reason = result.disable_endpoint_reason
             endpoint = self.endpoints.get(result.attempt.endpoint_id)
-            if reason is None or endpoint is None or endpoint.status is EndpointStatus.DISABLED:
+            if endpoint is None:
+                continue
+            if endpoint.id in succeeded:
+                endpoint = dataclasses.replace(endpoint, last_success_at=now, failing_since=None)
+            elif endpoint.failing_since is None:
+                endpoint = dataclasses.replace(endpoint, failing_since=now)
+            self.endpoints[endpoint.id] = endpoint
+            after = result.disable_after
+            if (
+                endpoint.id not in succeeded
+                and endpoint.id not in disables
+                and after is not None
+                and endpoint.failing_since is not None
+                and endpoint.failing_since <= now - after
+            ):
+                disables[endpoint.id] = codec.failing_reason(after)
+        for endpoint_id, reason in disables.items():
+            endpoint = self.endpoints.get(endpoint_id)
+            if endpoint is None or endpoint.status is EndpointStatus.DISABLED:
                 continue
             self.endpoints[endpoint.id] = dataclasses.replace(
                 endpoint, status=EndpointStatus.DISABLED, status_reason=reason, updated_at=now
             )
             self._status_changed(endpoint.id, endpoint.status, EndpointStatus.DISABLED, now)
+            event = codec.disabled_event(endpoint.tenant_id, endpoint.id, endpoint.url, reason, now)
+            self._publish_now([event], None, exclude=endpoint.id)
+        ended = {r.attempt.endpoint_id for r in results if r.status in ENDED_STATUSES}
+        self._promote_fifo_heads(ended, now)
 
     async def release(self, *, worker_id: str, delivery_ids: Sequence[str], now: float) -> int:
         released = 0
@@ -370,6 +461,50 @@ class MemoryStore:
             next_attempt_at=now,
             updated_at=now,
         )
+
+    async def defer(self, *, worker_id: str, until: Mapping[str, float], now: float) -> None:
+        for delivery_id, due in until.items():
+            delivery = self.deliveries.get(delivery_id)
+            if (
+                delivery is None
+                or delivery.status is not DeliveryStatus.SENDING
+                or self.leases.get(delivery_id) != worker_id
+            ):
+                continue
+            self._unlease(delivery, now)
+            self.deliveries[delivery_id] = dataclasses.replace(
+                self.deliveries[delivery_id], next_attempt_at=due
+            )
+
+    async def throttle(
+        self, *, requests: Sequence[ThrottleRequest], now: float
+    ) -> dict[str, ThrottleGrant]:
+        grants: dict[str, ThrottleGrant] = {}
+        for request in requests:
+            limit = request.rate_limit
+            fresh = [0.0 if limit is None else float(limit.burst), now, 0.0]
+            state = self.throttles.setdefault(request.endpoint_id, fresh)
+            if state[2] > now:
+                granted = 0
+                if limit is not None:
+                    state[0] = ratelimit.refill(
+                        state[0], state[1], now, limit.per_second, limit.burst
+                    )
+            elif limit is None:
+                granted, state[0] = request.wanted, 0.0
+            else:
+                grant = ratelimit.grant(
+                    state[0], state[1], now, limit.per_second, limit.burst, request.wanted
+                )
+                granted, state[0] = grant.granted, grant.tokens
+            state[1] = max(state[1], now)
+            grants[request.endpoint_id] = ThrottleGrant(granted, state[0], state[2])
+        return grants
+
+    async def back_off(self, *, until: Mapping[str, float], now: float) -> None:
+        for endpoint_id, when in until.items():
+            state = self.throttles.setdefault(endpoint_id, [0.0, now, 0.0])
+            state[2] = max(state[2], when)
 
     async def recover(self, *, now: float) -> int:
         sending = [d for d in self.deliveries.values() if d.status is DeliveryStatus.SENDING]
@@ -449,7 +584,7 @@ class MemoryStore:
         if limit is not None:
             chosen = chosen[:limit]
         for delivery in chosen:
-            self._unlease(dataclasses.replace(delivery, attempts=0), now)
+            self._unlease(dataclasses.replace(delivery, attempts=0, fallback=False), now)
         return len(chosen)
 
     async def purge(self, tenant_id: str | None, filter: DeliveryFilter) -> int:

@@ -9,13 +9,24 @@ hold each adapter to them):
 
 - `publish` stores each event and one delivery per matching endpoint in one transaction, and an
   idempotency key seen before for the tenant returns the first event with `duplicate=True`.
-  Deliveries for endpoints that are not active are created `parked`.
+  Deliveries for endpoints that are not active are created `parked`. A delivery's priority is
+  its event's, else its endpoint's `default_priority`. Deliveries to a FIFO endpoint are created
+  `queued`; an endpoint with no head (no pending, sending or parked delivery) gets its oldest
+  queued one (by created_at, id) as head, pending (parked when not active). Never two heads,
+  across processes too.
 - `claim` takes up to `limit` due deliveries (`pending` with `next_attempt_at <= now`, or `sending`
-  whose lease has expired), oldest due first, marks them `sending` under a lease owned by
-  `worker_id` until `now + lease_seconds`.
+  whose lease has expired), highest priority first, then oldest due first (the list it returns is
+  in priority order), marks them `sending` under a lease owned by `worker_id` until
+  `now + lease_seconds`. Deliveries not yet due are never read, whatever their priority.
 - `record` stores attempts and applies each result only while the worker still holds the lease;
   a retry for an endpoint that is no longer active is parked instead; a result carrying
-  `disable_endpoint_reason` disables the endpoint and parks its pending deliveries.
+  `disable_endpoint_reason` disables the endpoint and parks its pending deliveries. Per batch it
+  sets `last_success_at` (a success) or `failing_since` (a failure, unless set) on each endpoint,
+  and disables an endpoint failing for longer than the `disable_after` its results carry. Every
+  endpoint it disables gets an `endpoint.disabled` event published in the same transaction, with
+  no delivery to that endpoint. A delivery that ended (delivered, failed, dead) makes its FIFO
+  endpoint's next head. `to_fallback` makes the delivery pending with a fresh attempt budget and
+  `fallback` set; `requeue` clears it.
 - Pausing or disabling an endpoint (`update_endpoint`) parks its pending deliveries; making it
   active again resumes them.
 - Idempotency keys have a retention window: `publish(..., idempotent_since=T)` matches a key
@@ -25,13 +36,21 @@ hold each adapter to them):
   PostgreSQL: e.g. a transaction-scoped advisory lock on the key).
 - Endpoints round-trip every field, including `filter` (a JSON object, stored as given, not
   evaluated) and `rate_limit`.
+- `throttle` is the per-endpoint rate limit and back-off every worker process shares: for each
+  request, in one atomic step per endpoint (one statement for the whole batch), it refills the
+  endpoint's token bucket (hookd.policy.ratelimit.refill, at the request's rate and burst; a new
+  bucket starts full) and takes up to `wanted` whole tokens; an endpoint without a rate limit is
+  granted all it wants. While the endpoint backs off (`back_off` set a time after `now`) nothing
+  is granted and no token is taken. `back_off` never shortens a back-off already set.
+- `defer` gives back leases without an attempt (nothing is counted), each delivery due again at
+  its own time; like `release`, a delivery whose endpoint is no longer active is parked.
 - Event types are unique per (tenant, name); `create_event_type` raises `Conflict` on a repeat.
 - Lists are pages, newest first (id descending); `cursor` is the last id of the previous page.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
@@ -42,6 +61,7 @@ from hookd.domain.models import (
     Delivery,
     DeliveryStatus,
     Endpoint,
+    EndpointRateLimit,
     Event,
     EventType,
     PublishResult,
@@ -115,6 +135,20 @@ T = TypeVar("T")
 class Page(Generic[T]):
     items: list[T]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleRequest:
+    endpoint_id: str
+    wanted: int  # tokens (deliveries to send now)
+    rate_limit: EndpointRateLimit | None  # None: no bucket, all that is wanted is granted
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleGrant:
+    granted: int  # deliveries that may be sent now
+    tokens: float  # left in the bucket afterwards (0.0 without a rate limit)
+    backoff_until: float  # nothing is sent before this (0.0: no back-off)
 
 
 class Store(Protocol):
@@ -230,6 +264,17 @@ class Store(Protocol):
 
     async def release(self, *, worker_id: str, delivery_ids: Sequence[str], now: float) -> int:
         """Give back leases without an attempt (graceful shutdown); they are due again at once."""
+
+    async def defer(self, *, worker_id: str, until: Mapping[str, float], now: float) -> None:
+        """Give back leases without an attempt, delivery id -> when it is due again."""
+
+    async def throttle(
+        self, *, requests: Sequence[ThrottleRequest], now: float
+    ) -> dict[str, ThrottleGrant]:
+        """Take tokens from the endpoints' shared buckets; endpoint id -> what was granted."""
+
+    async def back_off(self, *, until: Mapping[str, float], now: float) -> None:
+        """Send nothing to these endpoints before the given times (endpoint id -> time)."""
 
     async def recover(self, *, now: float) -> int:
         """At start-up, free leases that no live worker can hold (returns how many)."""

@@ -38,6 +38,11 @@ async def create_endpoint(
         metadata=body.metadata,
         filter=body.filter,
         rate_limit=None if body.rate_limit is None else body.rate_limit.model_dump(),
+        default_priority=body.default_priority,
+        max_in_flight=body.max_in_flight,
+        ordering=body.ordering,
+        disable_after=body.disable_after,
+        fallback_url=body.fallback_url,
     )
     return serialize.endpoint_created(endpoint, secret)
 
@@ -95,11 +100,18 @@ async def pause_endpoint(endpoint_id: str, key: Caller, engine: EngineDep) -> sc
 
 @router.post(
     "/{endpoint_id}/resume",
-    summary="Resume a paused or disabled endpoint; what waited is due at once",
-    responses=problems.responses(401, 404),
+    summary="Resume a paused or disabled endpoint; what waited is due at once (or discarded)",
+    responses=problems.responses(400, 401, 404, 413, 422),
 )
-async def resume_endpoint(endpoint_id: str, key: Caller, engine: EngineDep) -> schemas.Endpoint:
-    return serialize.endpoint(await engine.resume_endpoint(auth.scope(key), endpoint_id))
+async def resume_endpoint(
+    endpoint_id: str,
+    key: Caller,
+    engine: EngineDep,
+    body: schemas.EndpointResume | None = None,
+) -> schemas.Endpoint:
+    discard = body is not None and body.discard_parked
+    endpoint = await engine.resume_endpoint(auth.scope(key), endpoint_id, discard_parked=discard)
+    return serialize.endpoint(endpoint)
 
 
 @router.post(

@@ -59,6 +59,7 @@ async def publish(
         body.payload,
         idempotency_key=body.idempotency_key if idempotency_key is None else idempotency_key,
         occurred_at=None if body.occurred_at is None else body.occurred_at.timestamp(),
+        priority=body.priority,
     )
     if result.duplicate:
         response.status_code = 200
@@ -84,6 +85,7 @@ async def publish_batch(
                 payload=item.payload,
                 idempotency_key=item.idempotency_key,
                 occurred_at=None if item.occurred_at is None else item.occurred_at.timestamp(),
+                priority=item.priority,
             )
             for item in body.events
         ],

@@ -36,10 +36,12 @@ RETURNING id, prefix, key_hash, tenant_id, name, created_at, revoked_at;
 -- name: insert_endpoint
 INSERT INTO endpoints (id, tenant_id, url, name, description, event_types, secrets, headers,
                        timeout, retry_policy, status, status_reason, metadata, created_at,
-                       updated_at, filter, rate_limit)
+                       updated_at, filter, rate_limit, default_priority, max_in_flight,
+                       ordering, disable_after, fallback_url)
 VALUES (:id, :tenant_id, :url, :name, :description, :event_types, :secrets, :headers,
         :timeout, :retry_policy, :status, :status_reason, :metadata, :created_at, :updated_at,
-        :filter, :rate_limit);
+        :filter, :rate_limit, :default_priority, :max_in_flight, :ordering,
+        :disable_after, :fallback_url);
 
 -- name: lock_endpoint_status
 SELECT status FROM endpoints WHERE id = :id AND tenant_id = :tenant_id FOR UPDATE;
@@ -49,7 +51,9 @@ UPDATE endpoints
 SET url = :url, name = :name, description = :description, event_types = :event_types,
     secrets = :secrets, headers = :headers, timeout = :timeout, retry_policy = :retry_policy,
     status = :status, status_reason = :status_reason, metadata = :metadata,
-    updated_at = :updated_at, filter = :filter, rate_limit = :rate_limit
+    updated_at = :updated_at, filter = :filter, rate_limit = :rate_limit,
+    default_priority = :default_priority, max_in_flight = :max_in_flight, ordering = :ordering,
+    disable_after = :disable_after, fallback_url = :fallback_url
 WHERE id = :id AND tenant_id = :tenant_id;
 
 -- name: get_endpoint
@@ -67,7 +71,8 @@ LIMIT :limit;
 SELECT * FROM endpoints WHERE id = ANY(:ids::text[]);
 
 -- name: fanout_targets
-SELECT id, tenant_id, event_types, status FROM endpoints WHERE tenant_id = ANY(:tenants::text[]);
+SELECT id, tenant_id, event_types, status, default_priority, ordering
+FROM endpoints WHERE tenant_id = ANY(:tenants::text[]);
 
 -- name: delete_endpoint
 DELETE FROM endpoints
@@ -82,10 +87,58 @@ WHERE endpoint_id = :endpoint_id AND status = 'pending';
 UPDATE deliveries SET status = 'pending', next_attempt_at = :now, updated_at = :now
 WHERE endpoint_id = :endpoint_id AND status = 'parked';
 
+-- name: lock_fifo_endpoints
+-- Publishers and recorders of one FIFO endpoint take turns choosing its head (ids come sorted,
+-- so two transactions can't deadlock); the lock is held until the transaction ends.
+SELECT pg_advisory_xact_lock(hashtextextended('hookd-fifo' || chr(31) || e.id, 0))
+FROM (SELECT id FROM endpoints
+      WHERE id = ANY(:endpoint_ids::text[]) AND ordering = 'fifo' ORDER BY id) AS e;
+
+-- name: promote_fifo_heads
+-- FIFO endpoints among :endpoint_ids with no head (no pending, sending or parked delivery): their
+-- oldest queued delivery becomes the head, due now (parked when the endpoint is not active).
+-- Run after lock_fifo_endpoints, as its own statement: it must see what the transactions that
+-- held the lock before committed.
+UPDATE deliveries d
+SET status = CASE WHEN e.status = 'active' THEN 'pending' ELSE 'parked' END,
+    next_attempt_at = :now, updated_at = :now
+FROM endpoints e,
+     LATERAL (SELECT q.id FROM deliveries q
+              WHERE q.endpoint_id = e.id AND q.status = 'queued'
+              ORDER BY q.created_at, q.id LIMIT 1) AS head
+WHERE e.id = ANY(:endpoint_ids::text[]) AND e.ordering = 'fifo' AND d.id = head.id
+  AND NOT EXISTS (SELECT 1 FROM deliveries o
+                  WHERE o.endpoint_id = e.id AND o.status IN ('pending', 'sending', 'parked'));
+
+-- name: release_queued
+-- An endpoint no longer FIFO: what waited in its queue is due now.
+UPDATE deliveries
+SET status = CASE
+        WHEN (SELECT e.status FROM endpoints e WHERE e.id = deliveries.endpoint_id) = 'active'
+        THEN 'pending' ELSE 'parked' END,
+    next_attempt_at = :now, updated_at = :now
+WHERE endpoint_id = :endpoint_id AND status = 'queued';
+
 -- name: disable_endpoint
 UPDATE endpoints SET status = 'disabled', status_reason = :reason, updated_at = :now
 WHERE id = :id AND status <> 'disabled'
-RETURNING id;
+RETURNING id, tenant_id, url;
+
+-- name: track_endpoint_health
+-- After a batch of attempts: endpoints with a success are not failing; the others that failed
+-- are failing since now unless they already were. Returns those failing for longer than their
+-- `disable_after` (seconds, per endpoint; NULL: never), to be disabled.
+WITH succeeded AS (
+    UPDATE endpoints SET last_success_at = :now, failing_since = NULL
+    WHERE id = ANY(:succeeded::text[])
+), failing AS (
+    UPDATE endpoints e SET failing_since = coalesce(e.failing_since, :now)
+    FROM unnest(:failed::text[], :disable_after::float8[]) AS f(id, after)
+    WHERE e.id = f.id
+    RETURNING e.id, e.status, e.failing_since, f.after
+)
+SELECT id, after FROM failing
+WHERE status <> 'disabled' AND after IS NOT NULL AND failing_since <= :now - after;
 
 -- name: lock_idempotency_keys
 -- Publishers of one (tenant, key), in any process, take turns: each waits here until the one
@@ -105,17 +158,18 @@ WHERE k.since IS NULL OR e.created_at >= k.since
 ORDER BY e.tenant_id, e.idempotency_key, e.created_at DESC, e.id DESC;
 
 -- name: insert_events
-INSERT INTO events (id, tenant_id, type, payload, occurred_at, created_at, idempotency_key)
+INSERT INTO events (id, tenant_id, type, payload, occurred_at, created_at, idempotency_key,
+                    priority)
 SELECT * FROM unnest(:ids::text[], :tenants::text[], :types::text[], :payloads::bytea[],
-                     :occurred::float8[], :created::float8[], :keys::text[]);
+                     :occurred::float8[], :created::float8[], :keys::text[], :priorities::int[]);
 
 -- name: insert_deliveries
 INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, event_type, status, priority,
                         next_attempt_at, created_at, updated_at)
-SELECT id, tenant_id, event_id, endpoint_id, event_type, status, 0, at, at, at
+SELECT id, tenant_id, event_id, endpoint_id, event_type, status, priority, at, at, at
 FROM unnest(:ids::text[], :tenants::text[], :event_ids::text[], :endpoint_ids::text[],
-            :types::text[], :statuses::text[], :at::float8[])
-     AS d(id, tenant_id, event_id, endpoint_id, event_type, status, at);
+            :types::text[], :statuses::text[], :priorities::int[], :at::float8[])
+     AS d(id, tenant_id, event_id, endpoint_id, event_type, status, priority, at);
 
 -- name: notify
 SELECT pg_notify(:channel, :payload);
@@ -164,23 +218,28 @@ LIMIT :limit;
 
 -- name: claim_due
 -- One statement: lock up to :limit due rows that no other worker is locking (SKIP LOCKED), in
--- due order along the partial index deliveries_due, lease them, and return them with the event
--- each body is made of.
+-- (priority DESC, due) order along the partial index deliveries_due, lease them, and return them
+-- with the event each body is made of. `priority = ANY(every level)` on the index's first column
+-- makes one range walk per level, highest first, in index order (no sort): deliveries not yet
+-- due are never read, whatever their priority.
 WITH claimed AS (
     UPDATE deliveries
     SET status = 'sending', lease_owner = :worker_id, next_attempt_at = :lease_until,
         updated_at = :now
     WHERE id IN (
         SELECT id FROM deliveries
-        WHERE status IN ('pending', 'sending') AND next_attempt_at <= :now
-        ORDER BY next_attempt_at
+        WHERE status IN ('pending', 'sending')
+          AND priority = ANY('{10,9,8,7,6,5,4,3,2,1,0,-1,-2,-3,-4,-5,-6,-7,-8,-9,-10}'::int[])
+          AND next_attempt_at <= :now
+        ORDER BY priority DESC, next_attempt_at
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
     )
-    RETURNING id, endpoint_id, event_id, event_type, attempts, total_attempts
+    RETURNING id, endpoint_id, event_id, event_type, attempts, total_attempts, priority,
+              fallback
 )
 SELECT c.id, c.endpoint_id, c.event_id, c.event_type, c.attempts, c.total_attempts,
-       e.type, e.occurred_at, e.payload
+       c.priority, c.fallback, e.type, e.occurred_at, e.payload
 FROM claimed c JOIN events e ON e.id = c.event_id;
 
 -- name: insert_attempts
@@ -208,7 +267,8 @@ SET status = CASE
                  <> 'active'
         THEN 'parked' ELSE :status END,
     next_attempt_at = :next_attempt_at,
-    attempts = attempts + 1,
+    attempts = CASE WHEN :to_fallback::boolean THEN 0 ELSE attempts + 1 END,
+    fallback = fallback OR :to_fallback::boolean,
     total_attempts = total_attempts + 1,
     last_status_code = :status_code,
     last_error = :error,
@@ -225,7 +285,13 @@ SET status = CASE
 WHERE lease_owner = :worker_id AND status = 'sending' AND id = ANY(:ids::text[]);
 
 -- name: next_due_at
-SELECT min(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'sending');
+-- The earliest of each priority level's first entry in deliveries_due.
+SELECT min(first.at)
+FROM unnest('{10,9,8,7,6,5,4,3,2,1,0,-1,-2,-3,-4,-5,-6,-7,-8,-9,-10}'::int[]) AS level(priority),
+     LATERAL (SELECT d.next_attempt_at AS at FROM deliveries d
+              WHERE d.status IN ('pending', 'sending') AND d.priority = level.priority
+              ORDER BY d.priority DESC, d.next_attempt_at
+              LIMIT 1) AS first;
 
 -- name: list_deliveries
 SELECT * FROM deliveries
@@ -255,7 +321,7 @@ UPDATE deliveries
 SET status = CASE
         WHEN (SELECT e.status FROM endpoints e WHERE e.id = deliveries.endpoint_id) = 'active'
         THEN 'pending' ELSE 'parked' END,
-    attempts = 0, next_attempt_at = :now, lease_owner = NULL, updated_at = :now
+    attempts = 0, fallback = false, next_attempt_at = :now, lease_owner = NULL, updated_at = :now
 WHERE id IN (
     SELECT id FROM deliveries
     WHERE (:tenant_id::text IS NULL OR tenant_id = :tenant_id)
@@ -319,7 +385,61 @@ LIMIT :limit;
 -- name: queue_counts
 SELECT
     (SELECT count(*) FROM deliveries
-     WHERE status IN ('pending', 'sending') AND next_attempt_at <= :now) AS due,
+     WHERE status IN ('pending', 'sending')
+       AND priority = ANY('{10,9,8,7,6,5,4,3,2,1,0,-1,-2,-3,-4,-5,-6,-7,-8,-9,-10}'::int[])
+       AND next_attempt_at <= :now) AS due,
     (SELECT count(*) FROM deliveries WHERE status = 'pending') AS pending,
     (SELECT count(*) FROM deliveries WHERE status = 'sending') AS sending,
     (SELECT count(*) FROM deliveries WHERE status = 'parked') AS parked;
+
+-- name: defer_lease
+-- A lease given back without an attempt, due again at :until (hookd.store.port: `defer`); one
+-- row by primary key, sent as a pipelined executemany like complete_delivery.
+UPDATE deliveries
+SET status = CASE
+        WHEN (SELECT e.status FROM endpoints e WHERE e.id = deliveries.endpoint_id) = 'active'
+        THEN 'pending' ELSE 'parked' END,
+    lease_owner = NULL, next_attempt_at = :until, updated_at = :now
+WHERE id = :id AND lease_owner = :worker_id AND status = 'sending';
+
+-- name: take_tokens
+-- One atomic statement for a claim batch's endpoints: refill each bucket, take up to `wanted`
+-- whole tokens (all of them without a rate; none while backing off); a new bucket starts full.
+-- The upsert locks each row while it computes from the row's latest version, so grants by
+-- concurrent workers never overlap; rows are taken in endpoint order (no deadlocks). The
+-- arithmetic is hookd.policy.ratelimit.grant's.
+INSERT INTO endpoint_throttle AS t (endpoint_id, rate, burst, tokens, granted, updated_at)
+SELECT r.endpoint_id, r.rate, r.burst,
+       CASE WHEN r.rate IS NULL THEN 0.0 ELSE r.burst - least(r.wanted, r.burst) END,
+       CASE WHEN r.rate IS NULL THEN r.wanted ELSE least(r.wanted, r.burst)::int END,
+       :now::float8
+FROM unnest(:endpoint_ids::text[], :rates::float8[], :bursts::float8[], :wanted::int[])
+     AS r(endpoint_id, rate, burst, wanted)
+ORDER BY r.endpoint_id
+ON CONFLICT (endpoint_id) DO UPDATE
+SET granted = CASE
+        WHEN t.backoff_until > excluded.updated_at THEN 0
+        WHEN excluded.rate IS NULL THEN excluded.granted
+        ELSE least(excluded.granted, floor(least(excluded.burst, t.tokens + excluded.rate
+                   * greatest(excluded.updated_at - t.updated_at, 0.0))))::int END,
+    tokens = CASE
+        WHEN excluded.rate IS NULL THEN 0.0
+        WHEN t.backoff_until > excluded.updated_at
+        THEN least(excluded.burst, t.tokens + excluded.rate
+                   * greatest(excluded.updated_at - t.updated_at, 0.0))
+        ELSE least(excluded.burst, t.tokens + excluded.rate
+                   * greatest(excluded.updated_at - t.updated_at, 0.0))
+             - least(excluded.granted, floor(least(excluded.burst, t.tokens + excluded.rate
+                     * greatest(excluded.updated_at - t.updated_at, 0.0)))) END,
+    rate = excluded.rate, burst = excluded.burst,
+    updated_at = greatest(t.updated_at, excluded.updated_at)
+RETURNING endpoint_id, granted, tokens, backoff_until;
+
+-- name: back_off
+-- A back-off already set is never shortened.
+INSERT INTO endpoint_throttle AS t (endpoint_id, tokens, updated_at, backoff_until)
+SELECT b.endpoint_id, 0.0, :now::float8, b.until
+FROM unnest(:endpoint_ids::text[], :until::float8[]) AS b(endpoint_id, until)
+ORDER BY b.endpoint_id
+ON CONFLICT (endpoint_id) DO UPDATE
+SET backoff_until = greatest(t.backoff_until, excluded.backoff_until);

@@ -33,12 +33,14 @@ import orjson
 from hookd.crypto import SecretBox
 from hookd.domain import errors, ids
 from hookd.domain.models import (
+    ENDED_STATUSES,
     Attempt,
     AttemptResult,
     ClaimedDelivery,
     Delivery,
     DeliveryStatus,
     Endpoint,
+    EndpointOrdering,
     EndpointStatus,
     Event,
     EventType,
@@ -54,6 +56,8 @@ from hookd.store.port import (
     EventFilter,
     Page,
     QueueCounts,
+    ThrottleGrant,
+    ThrottleRequest,
 )
 from hookd.store.postgres.batcher import GroupCommit
 from hookd.store.sql import load_migrations, load_queries
@@ -499,6 +503,12 @@ class PostgresStore:
             await self._apply_status_change(
                 conn, endpoint.id, before, endpoint.status.value, endpoint.updated_at
             )
+            if endpoint.ordering is not EndpointOrdering.FIFO:  # nothing waits in a queue
+                await self._run(
+                    conn, "release_queued", {"endpoint_id": endpoint.id, "now": endpoint.updated_at}
+                )
+            else:  # e.g. resumed after its head was purged: the next one goes
+                await self._promote_fifo_heads(conn, [endpoint.id], endpoint.updated_at)
             await self._notify(conn, self.endpoint_channel, endpoint.id)
         self._forget_endpoint(endpoint.id)
 
@@ -658,6 +668,7 @@ class PostgresStore:
                 [events[i].occurred_at for i in fresh],
                 [events[i].created_at for i in fresh],
                 [events[i].idempotency_key for i in fresh],
+                [events[i].priority for i in fresh],
             )
         due = await self._insert_deliveries(conn, events, fresh, results)
         for i, first_index in repeats:
@@ -674,26 +685,39 @@ class PostgresStore:
         events: list[Event],
         created: list[int],
         results: list[PublishResult | None],
+        *,
+        exclude: str | None = None,
     ) -> bool:
         """One delivery per matching endpoint for each new event; whether any is due now."""
         if not created:
             return False
         tenants = sorted({events[i].tenant_id for i in created})
-        targets: dict[str, list[tuple[str, PatternSet, bool]]] = {t: [] for t in tenants}
+        targets: dict[str, list[tuple[str, PatternSet, bool, int, bool]]] = {t: [] for t in tenants}
         for row in await conn.fetch(Q["fanout_targets"].sql, tenants):
             targets[row["tenant_id"]].append(
-                (row["id"], self._patterns_of(row["event_types"]), row["status"] == "active")
+                (
+                    row["id"],
+                    self._patterns_of(row["event_types"]),
+                    row["status"] == "active",
+                    row["default_priority"],
+                    row["ordering"] == EndpointOrdering.FIFO.value,
+                )
             )
-        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
+        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [], [])
         due = False
+        fifo: set[str] = set()  # FIFO endpoints that got deliveries (queued)
         for i in created:
             event = events[i]
             count = 0
-            for endpoint_id, patterns, active in targets[event.tenant_id]:
-                if not patterns.matches(event.type):
+            for endpoint_id, patterns, active, default_priority, in_order in targets[
+                event.tenant_id
+            ]:
+                if not patterns.matches(event.type) or endpoint_id == exclude:
                     continue
                 count += 1
                 due = due or active
+                if in_order:
+                    fifo.add(endpoint_id)
                 for column, value in zip(
                     columns,
                     (
@@ -702,7 +726,8 @@ class PostgresStore:
                         event.id,
                         endpoint_id,
                         event.type,
-                        "pending" if active else "parked",
+                        "queued" if in_order else "pending" if active else "parked",
+                        default_priority if event.priority is None else event.priority,
                         event.created_at,
                     ),
                     strict=True,
@@ -711,7 +736,35 @@ class PostgresStore:
             results[i] = PublishResult(event, count)
         if columns[0]:
             await conn.execute(Q["insert_deliveries"].sql, *columns)
+        if fifo:  # a FIFO endpoint without a head: its oldest queued delivery is next
+            await self._promote_fifo_heads(conn, fifo, time.time())
         return due
+
+    async def _publish_disabled(self, conn: _Conn, event: Event, endpoint_id: str) -> None:
+        """Publish the `endpoint.disabled` event in the caller's transaction, to every
+        subscribed endpoint of the tenant but the disabled one."""
+        await conn.execute(
+            Q["insert_events"].sql,
+            [event.id],
+            [event.tenant_id],
+            [event.type],
+            [event.payload],
+            [event.occurred_at],
+            [event.created_at],
+            [event.idempotency_key],
+            [event.priority],
+        )
+        results: list[PublishResult | None] = [None]
+        if await self._insert_deliveries(conn, [event], [0], results, exclude=endpoint_id):
+            await self._notify(conn, self.wakeup_channel)
+
+    @staticmethod
+    async def _promote_fifo_heads(conn: _Conn, endpoint_ids: Collection[str], now: float) -> int:
+        """Give each FIFO endpoint among `endpoint_ids` that has no head its next delivery, taking
+        turns with other transactions (lock, then a statement that sees their commits)."""
+        params = {"endpoint_ids": sorted(endpoint_ids), "now": now}
+        await PostgresStore._run(conn, "lock_fifo_endpoints", params)
+        return await PostgresStore._run(conn, "promote_fifo_heads", params)
 
     async def get_event(self, tenant_id: str | None, event_id: str) -> Event | None:
         row = await self._fetchrow("get_event", {"id": event_id, "tenant_id": tenant_id})
@@ -747,7 +800,7 @@ class PostgresStore:
                 "limit": limit,
             },
         )
-        return [
+        claimed = [
             ClaimedDelivery(
                 id=r["id"],
                 endpoint_id=r["endpoint_id"],
@@ -756,9 +809,13 @@ class PostgresStore:
                 attempts=r["attempts"],
                 total_attempts=r["total_attempts"],
                 body=codec.wire_body(r["type"], r["occurred_at"], r["payload"]),
+                priority=r["priority"],
+                fallback=r["fallback"],
             )
             for r in rows
         ]
+        claimed.sort(key=lambda c: -c.priority)  # RETURNING keeps no order
+        return claimed
 
     async def record(self, *, worker_id: str, results: Sequence[AttemptResult], now: float) -> None:
         if not results:
@@ -778,6 +835,7 @@ class PostgresStore:
                     "error": _pg_text(r.attempt.error),
                     "now": now,
                     "worker_id": worker_id,
+                    "to_fallback": r.to_fallback,
                 }
             )
             for r in sorted(results, key=lambda r: r.attempt.delivery_id)  # one lock order
@@ -787,12 +845,38 @@ class PostgresStore:
             for r in results
             if r.disable_endpoint_reason is not None
         }
+        succeeded = sorted(
+            {r.attempt.endpoint_id for r in results if r.attempt.outcome == "success"}
+        )
+        failed = {
+            r.attempt.endpoint_id: r.disable_after
+            for r in results
+            if r.attempt.outcome != "success" and r.attempt.endpoint_id not in succeeded
+        }
+        # endpoints whose delivery ended: if FIFO, their next delivery may go
+        ended = {r.attempt.endpoint_id for r in results if r.status in ENDED_STATUSES}
         async with self._transaction("record") as conn:
             await conn.execute(Q["insert_attempts"].sql, *columns)
             await conn.executemany(complete.sql, updates)
+            health = Q["track_endpoint_health"]
+            ids_failed = sorted(failed)
+            for row in await conn.fetch(
+                health.sql,
+                *health.args(
+                    {
+                        "now": now,
+                        "succeeded": succeeded,
+                        "failed": ids_failed,
+                        "disable_after": [failed[i] for i in ids_failed],
+                    }
+                ),
+            ):
+                disables.setdefault(row["id"], codec.failing_reason(row["after"]))
+            if ended and await self._promote_fifo_heads(conn, ended, now):
+                await self._notify(conn, self.wakeup_channel)  # a new head is due
             for endpoint_id, reason in disables.items():
                 query = Q["disable_endpoint"]
-                changed = await conn.fetchval(
+                changed = await conn.fetchrow(
                     query.sql, *query.args({"id": endpoint_id, "reason": reason, "now": now})
                 )
                 if changed is not None:
@@ -800,6 +884,10 @@ class PostgresStore:
                         conn, "park_endpoint_deliveries", {"endpoint_id": endpoint_id, "now": now}
                     )
                     await self._notify(conn, self.endpoint_channel, endpoint_id)
+                    event = codec.disabled_event(
+                        changed["tenant_id"], endpoint_id, changed["url"], reason, now
+                    )
+                    await self._publish_disabled(conn, event, endpoint_id)
         for endpoint_id in disables:
             self._forget_endpoint(endpoint_id)
 
@@ -815,6 +903,47 @@ class PostgresStore:
             if released:
                 await self._notify(conn, self.wakeup_channel)
         return released
+
+    async def defer(self, *, worker_id: str, until: Mapping[str, float], now: float) -> None:
+        if not until:
+            return
+        query = Q["defer_lease"]
+        rows = [
+            query.args({"id": delivery_id, "until": due, "now": now, "worker_id": worker_id})
+            for delivery_id, due in sorted(until.items())  # one lock order
+        ]
+        async with self._connection("defer") as conn:
+            await conn.executemany(query.sql, rows)
+
+    async def throttle(
+        self, *, requests: Sequence[ThrottleRequest], now: float
+    ) -> dict[str, ThrottleGrant]:
+        if not requests:
+            return {}
+        limits = [r.rate_limit for r in requests]
+        rows = await self._fetch(
+            "take_tokens",
+            {
+                "now": now,
+                "endpoint_ids": [r.endpoint_id for r in requests],
+                "rates": [None if lim is None else lim.per_second for lim in limits],
+                "bursts": [None if lim is None else float(lim.burst) for lim in limits],
+                "wanted": [r.wanted for r in requests],
+            },
+        )
+        return {
+            r["endpoint_id"]: ThrottleGrant(
+                granted=r["granted"], tokens=r["tokens"], backoff_until=r["backoff_until"]
+            )
+            for r in rows
+        }
+
+    async def back_off(self, *, until: Mapping[str, float], now: float) -> None:
+        if until:
+            await self._execute(
+                "back_off",
+                {"now": now, "endpoint_ids": list(until), "until": list(until.values())},
+            )
 
     async def recover(self, *, now: float) -> int:
         return 0  # other processes may hold these leases: they expire instead

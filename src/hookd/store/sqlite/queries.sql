@@ -33,24 +33,40 @@ WHERE id = :id AND revoked_at IS NULL AND (:tenant_id IS NULL OR tenant_id = :te
 -- name: insert_endpoint
 INSERT INTO endpoints (id, tenant_id, url, name, description, event_types, secrets, headers,
                        timeout, retry_policy, status, status_reason, metadata, created_at,
-                       updated_at, filter, rate_limit)
+                       updated_at, filter, rate_limit, default_priority, max_in_flight,
+                       ordering, disable_after, fallback_url)
 VALUES (:id, :tenant_id, :url, :name, :description, :event_types, :secrets, :headers,
         :timeout, :retry_policy, :status, :status_reason, :metadata, :created_at, :updated_at,
-        :filter, :rate_limit);
+        :filter, :rate_limit, :default_priority, :max_in_flight, :ordering,
+        :disable_after, :fallback_url);
 
 -- name: update_endpoint
 UPDATE endpoints
 SET url = :url, name = :name, description = :description, event_types = :event_types,
     secrets = :secrets, headers = :headers, timeout = :timeout, retry_policy = :retry_policy,
     status = :status, status_reason = :status_reason, metadata = :metadata,
-    updated_at = :updated_at, filter = :filter, rate_limit = :rate_limit
+    updated_at = :updated_at, filter = :filter, rate_limit = :rate_limit,
+    default_priority = :default_priority, max_in_flight = :max_in_flight, ordering = :ordering,
+    disable_after = :disable_after, fallback_url = :fallback_url
 WHERE id = :id AND tenant_id = :tenant_id;
 
 -- name: existing_deliveries
 SELECT id FROM deliveries WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: endpoint_tenant
-SELECT tenant_id FROM endpoints WHERE id = :id;
+SELECT tenant_id, url FROM endpoints WHERE id = :id;
+
+-- name: endpoints_succeeded
+UPDATE endpoints SET last_success_at = :now, failing_since = NULL
+WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: endpoints_failing
+UPDATE endpoints SET failing_since = :now
+WHERE id IN (SELECT value FROM json_each(:ids)) AND failing_since IS NULL;
+
+-- name: failing_too_long
+SELECT id FROM endpoints
+WHERE id = :id AND status != 'disabled' AND failing_since <= :now - :disable_after;
 
 -- name: endpoint_status
 SELECT status FROM endpoints WHERE id = :id;
@@ -70,7 +86,8 @@ LIMIT :limit;
 SELECT * FROM endpoints WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: fanout_targets
-SELECT id, event_types, status FROM endpoints WHERE tenant_id = :tenant_id;
+SELECT id, event_types, status, default_priority, ordering
+FROM endpoints WHERE tenant_id = :tenant_id;
 
 -- name: delete_endpoint
 DELETE FROM endpoints
@@ -83,6 +100,33 @@ WHERE endpoint_id = :endpoint_id AND status = 'pending';
 -- name: resume_endpoint_deliveries
 UPDATE deliveries SET status = 'pending', next_attempt_at = :now, updated_at = :now
 WHERE endpoint_id = :endpoint_id AND status = 'parked';
+
+-- name: promote_fifo_heads
+-- FIFO endpoints among :endpoint_ids with no head (no pending, sending or parked delivery): their
+-- oldest queued delivery becomes the head, due now (parked when the endpoint is not active).
+UPDATE deliveries
+SET status = CASE
+        WHEN (SELECT status FROM endpoints WHERE endpoints.id = deliveries.endpoint_id) = 'active'
+        THEN 'pending' ELSE 'parked' END,
+    next_attempt_at = :now, updated_at = :now
+WHERE id IN (
+    SELECT (SELECT q.id FROM deliveries q INDEXED BY deliveries_queued
+            WHERE q.endpoint_id = e.id AND q.status = 'queued'
+            ORDER BY q.created_at, q.id LIMIT 1)
+    FROM endpoints e
+    WHERE e.id IN (SELECT value FROM json_each(:endpoint_ids)) AND e.ordering = 'fifo'
+      AND NOT EXISTS (SELECT 1 FROM deliveries o INDEXED BY deliveries_by_endpoint
+                      WHERE o.endpoint_id = e.id AND o.status IN ('pending', 'sending', 'parked'))
+);
+
+-- name: release_queued
+-- An endpoint no longer FIFO: what waited in its queue is due now.
+UPDATE deliveries
+SET status = CASE
+        WHEN (SELECT status FROM endpoints WHERE endpoints.id = deliveries.endpoint_id) = 'active'
+        THEN 'pending' ELSE 'parked' END,
+    next_attempt_at = :now, updated_at = :now
+WHERE endpoint_id = :endpoint_id AND status = 'queued';
 
 -- name: disable_endpoint
 UPDATE endpoints SET status = 'disabled', status_reason = :reason, updated_at = :now
@@ -100,13 +144,15 @@ LIMIT 1;
 SELECT count(*) FROM deliveries WHERE event_id = :event_id;
 
 -- name: insert_event
-INSERT INTO events (id, tenant_id, type, payload, occurred_at, created_at, idempotency_key)
-VALUES (:id, :tenant_id, :type, :payload, :occurred_at, :created_at, :idempotency_key);
+INSERT INTO events (id, tenant_id, type, payload, occurred_at, created_at, idempotency_key,
+                    priority)
+VALUES (:id, :tenant_id, :type, :payload, :occurred_at, :created_at, :idempotency_key,
+        :priority);
 
 -- name: insert_delivery
 INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, event_type, status, priority,
                         next_attempt_at, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?);
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: get_event
 SELECT * FROM events
@@ -159,13 +205,17 @@ SET status = 'sending', lease_owner = :worker_id, next_attempt_at = :lease_until
     updated_at = :now
 WHERE id IN (
     -- Without statistics the planner prefers deliveries_by_status and a sort, whose cost grows
-    -- with the backlog; the partial index keeps a claim's cost flat (bench/README.md).
+    -- with the backlog; the partial index keeps a claim's cost flat (bench/README.md). Higher
+    -- priority first: one range walk per level (the IN list is every level, MAX_PRIORITY down to
+    -- MIN_PRIORITY), so deliveries not yet due are never read, whatever their priority.
     SELECT id FROM deliveries INDEXED BY deliveries_due
-    WHERE status IN ('pending', 'sending') AND next_attempt_at <= :now
-    ORDER BY next_attempt_at
+    WHERE status IN ('pending', 'sending')
+      AND priority IN (10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10)
+      AND next_attempt_at <= :now
+    ORDER BY priority DESC, next_attempt_at
     LIMIT :limit
 )
-RETURNING id, endpoint_id, event_id, event_type, attempts, total_attempts;
+RETURNING id, endpoint_id, event_id, event_type, attempts, total_attempts, priority, fallback;
 
 -- name: insert_attempt
 INSERT INTO attempts (id, delivery_id, endpoint_id, number, started_at, duration_ms, outcome,
@@ -173,7 +223,8 @@ INSERT INTO attempts (id, delivery_id, endpoint_id, number, started_at, duration
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
 -- name: complete_delivery
--- A retry for an endpoint that is no longer active is parked instead.
+-- A retry for an endpoint that is no longer active is parked instead. ?8: switch to the
+-- fallback URL, with a fresh attempt budget.
 UPDATE deliveries
 SET status = CASE
         WHEN ?1 = 'pending'
@@ -181,7 +232,8 @@ SET status = CASE
                  != 'active'
         THEN 'parked' ELSE ?1 END,
     next_attempt_at = ?2,
-    attempts = attempts + 1,
+    attempts = CASE WHEN ?8 THEN 0 ELSE attempts + 1 END,
+    fallback = CASE WHEN ?8 THEN 1 ELSE fallback END,
     total_attempts = total_attempts + 1,
     last_status_code = ?3,
     last_error = ?4,
@@ -206,7 +258,8 @@ WHERE status = 'sending';
 
 -- name: next_due_at
 SELECT min(next_attempt_at) FROM deliveries INDEXED BY deliveries_due
-WHERE status IN ('pending', 'sending');
+WHERE status IN ('pending', 'sending')
+  AND priority IN (10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10);
 
 -- name: list_deliveries
 SELECT * FROM deliveries
@@ -237,7 +290,7 @@ SET status = CASE
         WHEN (SELECT status FROM endpoints WHERE endpoints.id = deliveries.endpoint_id)
              = 'active'
         THEN 'pending' ELSE 'parked' END,
-    attempts = 0, next_attempt_at = :now, lease_owner = NULL, updated_at = :now
+    attempts = 0, fallback = 0, next_attempt_at = :now, lease_owner = NULL, updated_at = :now
 WHERE id IN (
     SELECT id FROM deliveries
     WHERE (:tenant_id IS NULL OR tenant_id = :tenant_id)
@@ -316,10 +369,64 @@ LIMIT :limit;
 -- Index-only counts: `due` walks the partial due index, the others deliveries_by_status.
 SELECT
     (SELECT count(*) FROM deliveries INDEXED BY deliveries_due
-     WHERE status IN ('pending', 'sending') AND next_attempt_at <= :now) AS due,
+     WHERE status IN ('pending', 'sending')
+       AND priority IN (10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10)
+       AND next_attempt_at <= :now) AS due,
     (SELECT count(*) FROM deliveries INDEXED BY deliveries_by_status
      WHERE status = 'pending') AS pending,
     (SELECT count(*) FROM deliveries INDEXED BY deliveries_by_status
      WHERE status = 'sending') AS sending,
     (SELECT count(*) FROM deliveries INDEXED BY deliveries_by_status
      WHERE status = 'parked') AS parked;
+
+-- name: defer_lease
+-- A lease given back without an attempt, due again at ?1 (hookd.store.port: `defer`).
+UPDATE deliveries
+SET status = CASE
+        WHEN (SELECT status FROM endpoints WHERE endpoints.id = deliveries.endpoint_id)
+             = 'active'
+        THEN 'pending' ELSE 'parked' END,
+    lease_owner = NULL, next_attempt_at = ?1, updated_at = ?2
+WHERE id = ?3 AND lease_owner = ?4 AND status = 'sending';
+
+-- name: take_tokens
+-- One statement for a claim batch's endpoints (:requests, a JSON array of
+-- [endpoint_id, rate or null, burst or null, wanted]): refill each bucket, take up to `wanted`
+-- whole tokens (all of them without a rate; none while backing off); a new bucket starts full.
+-- The arithmetic is hookd.policy.ratelimit.grant's.
+INSERT INTO endpoint_throttle AS t (endpoint_id, rate, burst, tokens, granted, updated_at)
+SELECT json_extract(r.value, '$[0]'), json_extract(r.value, '$[1]'),
+       json_extract(r.value, '$[2]'),
+       CASE WHEN json_extract(r.value, '$[1]') IS NULL THEN 0.0
+            ELSE json_extract(r.value, '$[2]')
+                 - min(json_extract(r.value, '$[3]'), json_extract(r.value, '$[2]')) END,
+       CASE WHEN json_extract(r.value, '$[1]') IS NULL THEN json_extract(r.value, '$[3]')
+            ELSE min(json_extract(r.value, '$[3]'), json_extract(r.value, '$[2]')) END,
+       :now
+FROM json_each(:requests) AS r WHERE true
+ON CONFLICT (endpoint_id) DO UPDATE
+SET granted = CASE
+        WHEN t.backoff_until > excluded.updated_at THEN 0
+        WHEN excluded.rate IS NULL THEN excluded.granted
+        ELSE min(excluded.granted, CAST(min(excluded.burst, t.tokens + excluded.rate
+                 * max(excluded.updated_at - t.updated_at, 0.0)) AS INTEGER)) END,
+    tokens = CASE
+        WHEN excluded.rate IS NULL THEN 0.0
+        WHEN t.backoff_until > excluded.updated_at
+        THEN min(excluded.burst, t.tokens + excluded.rate
+                 * max(excluded.updated_at - t.updated_at, 0.0))
+        ELSE min(excluded.burst, t.tokens + excluded.rate
+                 * max(excluded.updated_at - t.updated_at, 0.0))
+             - min(excluded.granted, CAST(min(excluded.burst, t.tokens + excluded.rate
+                   * max(excluded.updated_at - t.updated_at, 0.0)) AS INTEGER)) END,
+    rate = excluded.rate, burst = excluded.burst,
+    updated_at = max(t.updated_at, excluded.updated_at)
+RETURNING endpoint_id, granted, tokens, backoff_until;
+
+-- name: back_off
+-- :until is a JSON array of [endpoint_id, time]; a back-off already set is never shortened.
+INSERT INTO endpoint_throttle AS t (endpoint_id, tokens, updated_at, backoff_until)
+SELECT json_extract(b.value, '$[0]'), 0.0, :now, json_extract(b.value, '$[1]')
+FROM json_each(:until) AS b WHERE true
+ON CONFLICT (endpoint_id) DO UPDATE
+SET backoff_until = max(t.backoff_until, excluded.backoff_until);

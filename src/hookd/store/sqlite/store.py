@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -25,12 +25,14 @@ import orjson
 from hookd.crypto import SecretBox
 from hookd.domain import errors, ids
 from hookd.domain.models import (
+    ENDED_STATUSES,
     Attempt,
     AttemptResult,
     ClaimedDelivery,
     Delivery,
     DeliveryStatus,
     Endpoint,
+    EndpointOrdering,
     EndpointStatus,
     Event,
     EventType,
@@ -46,6 +48,8 @@ from hookd.store.port import (
     EventFilter,
     Page,
     QueueCounts,
+    ThrottleGrant,
+    ThrottleRequest,
 )
 from hookd.store.sql import load_migrations, load_queries
 from hookd.store.sqlite.writer import Writer
@@ -57,8 +61,9 @@ Q = load_queries("hookd.store.sqlite", "queries.sql")
 _KEY_CHECK = "secret_key_check"
 _EVENT_TYPE_CACHE = 10_000  # names cached per tenant at most
 
-#: One fan-out target: endpoint id, its compiled patterns, whether it is active.
-_Target = tuple[str, PatternSet, bool]
+#: One fan-out target: endpoint id, its compiled patterns, whether it is active, its default
+#: priority, whether it is FIFO.
+_Target = tuple[str, PatternSet, bool, int, bool]
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -376,6 +381,12 @@ class SqliteStore:
             self._apply_status_change(
                 conn, endpoint.id, before[0], endpoint.status.value, endpoint.updated_at
             )
+            if endpoint.ordering is not EndpointOrdering.FIFO:  # nothing waits in a queue
+                params = {"endpoint_id": endpoint.id, "now": endpoint.updated_at}
+                conn.execute(Q["release_queued"], params)
+            else:  # e.g. resumed after its head was purged: the next one goes
+                params = {"endpoint_ids": codec.dumps([endpoint.id]), "now": endpoint.updated_at}
+                conn.execute(Q["promote_fifo_heads"], params)
             self._endpoints_changed(endpoint.id, endpoint.tenant_id)
 
         await self._write(run)
@@ -441,7 +452,13 @@ class SqliteStore:
         if targets is None:
             rows = conn.execute(Q["fanout_targets"], {"tenant_id": tenant_id}).fetchall()
             targets = [
-                (r["id"], PatternSet(orjson.loads(r["event_types"])), r["status"] == "active")
+                (
+                    r["id"],
+                    PatternSet(orjson.loads(r["event_types"])),
+                    r["status"] == "active",
+                    r["default_priority"],
+                    r["ordering"] == EndpointOrdering.FIFO.value,
+                )
                 for r in rows
             ]
             self._targets[tenant_id] = targets
@@ -450,57 +467,75 @@ class SqliteStore:
     async def publish(
         self, events: Sequence[Event], *, idempotent_since: float | None = None
     ) -> list[PublishResult]:
-        def run(conn: sqlite3.Connection) -> list[PublishResult]:
-            results = []
-            for event in events:
-                if event.idempotency_key is not None:
-                    row = conn.execute(
-                        Q["find_idempotent_event"],
-                        {
-                            "tenant_id": event.tenant_id,
-                            "key": event.idempotency_key,
-                            "since": idempotent_since,
-                        },
-                    ).fetchone()
-                    if row is not None:
-                        count = conn.execute(
-                            Q["count_event_deliveries"], {"event_id": row["id"]}
-                        ).fetchone()[0]
-                        results.append(PublishResult(codec.event_from_row(row), count, True))
-                        continue
-                conn.execute(
-                    Q["insert_event"],
-                    {
-                        "id": event.id,
-                        "tenant_id": event.tenant_id,
-                        "type": event.type,
-                        "payload": event.payload,
-                        "occurred_at": event.occurred_at,
-                        "created_at": event.created_at,
-                        "idempotency_key": event.idempotency_key,
-                    },
-                )
-                now = event.created_at
-                rows = [
-                    (
-                        ids.new_id(ids.DELIVERY, now=now),
-                        event.tenant_id,
-                        event.id,
-                        endpoint_id,
-                        event.type,
-                        "pending" if active else "parked",
-                        now,
-                        now,
-                        now,
-                    )
-                    for endpoint_id, patterns, active in self._fanout_targets(conn, event.tenant_id)
-                    if patterns.matches(event.type)
-                ]
-                conn.executemany(Q["insert_delivery"], rows)
-                results.append(PublishResult(event, len(rows)))
-            return results
+        return await self._write(lambda c: self._publish_in(c, events, idempotent_since))
 
-        return await self._write(run)
+    def _publish_in(
+        self,
+        conn: sqlite3.Connection,
+        events: Sequence[Event],
+        idempotent_since: float | None,
+        *,
+        exclude: str | None = None,
+    ) -> list[PublishResult]:
+        """Publish inside the caller's transaction (on the writer thread); no delivery is made
+        for the endpoint `exclude`."""
+        results = []
+        fifo: set[str] = set()  # FIFO endpoints that got deliveries (queued)
+        for event in events:
+            if event.idempotency_key is not None:
+                row = conn.execute(
+                    Q["find_idempotent_event"],
+                    {
+                        "tenant_id": event.tenant_id,
+                        "key": event.idempotency_key,
+                        "since": idempotent_since,
+                    },
+                ).fetchone()
+                if row is not None:
+                    count = conn.execute(
+                        Q["count_event_deliveries"], {"event_id": row["id"]}
+                    ).fetchone()[0]
+                    results.append(PublishResult(codec.event_from_row(row), count, True))
+                    continue
+            conn.execute(
+                Q["insert_event"],
+                {
+                    "id": event.id,
+                    "tenant_id": event.tenant_id,
+                    "type": event.type,
+                    "payload": event.payload,
+                    "occurred_at": event.occurred_at,
+                    "created_at": event.created_at,
+                    "idempotency_key": event.idempotency_key,
+                    "priority": event.priority,
+                },
+            )
+            now = event.created_at
+            rows = [
+                (
+                    ids.new_id(ids.DELIVERY, now=now),
+                    event.tenant_id,
+                    event.id,
+                    endpoint_id,
+                    event.type,
+                    "queued" if in_order else "pending" if active else "parked",
+                    default_priority if event.priority is None else event.priority,
+                    now,
+                    now,
+                    now,
+                )
+                for endpoint_id, patterns, active, default_priority, in_order in (
+                    self._fanout_targets(conn, event.tenant_id)
+                )
+                if patterns.matches(event.type) and endpoint_id != exclude
+            ]
+            conn.executemany(Q["insert_delivery"], rows)
+            fifo.update(r[3] for r in rows if r[5] == "queued")
+            results.append(PublishResult(event, len(rows)))
+        if fifo:  # a FIFO endpoint without a head: its oldest queued delivery is next
+            params = {"endpoint_ids": codec.dumps(sorted(fifo)), "now": time.time()}
+            conn.execute(Q["promote_fifo_heads"], params)
+        return results
 
     async def get_event(self, tenant_id: str | None, event_id: str) -> Event | None:
         row = await self._read(
@@ -545,7 +580,7 @@ class SqliteStore:
                 e["id"]: codec.wire_body(e["type"], e["occurred_at"], e["payload"])
                 for e in conn.execute(Q["events_for_bodies"], {"ids": codec.dumps(event_ids)})
             }
-            return [
+            claimed = [
                 ClaimedDelivery(
                     id=r["id"],
                     endpoint_id=r["endpoint_id"],
@@ -554,9 +589,13 @@ class SqliteStore:
                     attempts=r["attempts"],
                     total_attempts=r["total_attempts"],
                     body=bodies[r["event_id"]],
+                    priority=r["priority"],
+                    fallback=bool(r["fallback"]),
                 )
                 for r in rows
             ]
+            claimed.sort(key=lambda c: -c.priority)  # RETURNING keeps no order
+            return claimed
 
         return await self._write(run)
 
@@ -571,14 +610,18 @@ class SqliteStore:
                 now,
                 r.attempt.delivery_id,
                 worker_id,
+                r.to_fallback,
             )
             for r in results
         ]
-        disables = [
-            (r.attempt.endpoint_id, r.disable_endpoint_reason)
+        disables = {
+            r.attempt.endpoint_id: r.disable_endpoint_reason
             for r in results
             if r.disable_endpoint_reason is not None
-        ]
+        }
+        succeeded, failed = _health(results)
+        # endpoints whose delivery ended: if FIFO, their next delivery may go
+        ended = sorted({r.attempt.endpoint_id for r in results if r.status in ENDED_STATUSES})
 
         def run(conn: sqlite3.Connection) -> None:
             # Attempts whose delivery was deleted meanwhile are dropped with it.
@@ -586,7 +629,16 @@ class SqliteStore:
             live = {row[0] for row in conn.execute(Q["existing_deliveries"], {"ids": ids_json})}
             conn.executemany(Q["insert_attempt"], [a for a in attempts if a[1] in live])
             conn.executemany(Q["complete_delivery"], updates)
-            for endpoint_id, reason in disables:
+            if succeeded:
+                conn.execute(Q["endpoints_succeeded"], {"ids": codec.dumps(succeeded), "now": now})
+            if failed:
+                conn.execute(Q["endpoints_failing"], {"ids": codec.dumps(list(failed)), "now": now})
+            for endpoint_id, after in failed.items():
+                if after is not None and endpoint_id not in disables:
+                    params = {"id": endpoint_id, "now": now, "disable_after": after}
+                    if conn.execute(Q["failing_too_long"], params).fetchone() is not None:
+                        disables[endpoint_id] = codec.failing_reason(after)
+            for endpoint_id, reason in disables.items():
                 changed = conn.execute(
                     Q["disable_endpoint"], {"id": endpoint_id, "reason": reason, "now": now}
                 ).rowcount
@@ -594,17 +646,60 @@ class SqliteStore:
                     conn.execute(
                         Q["park_endpoint_deliveries"], {"endpoint_id": endpoint_id, "now": now}
                     )
-                    tenant = conn.execute(Q["endpoint_tenant"], {"id": endpoint_id}).fetchone()
-                    if tenant is not None:
-                        self._endpoints_changed(endpoint_id, tenant[0])
+                    found = conn.execute(Q["endpoint_tenant"], {"id": endpoint_id}).fetchone()
+                    if found is not None:
+                        self._endpoints_changed(endpoint_id, found[0])
+                        event = codec.disabled_event(found[0], endpoint_id, found[1], reason, now)
+                        self._publish_in(conn, [event], None, exclude=endpoint_id)
+            if ended:
+                conn.execute(
+                    Q["promote_fifo_heads"], {"endpoint_ids": codec.dumps(ended), "now": now}
+                )
 
         await self._write(run)
-        for endpoint_id, _ in disables:
+        for endpoint_id in disables:
             self._forget_endpoint(endpoint_id)
 
     async def release(self, *, worker_id: str, delivery_ids: Sequence[str], now: float) -> int:
         params = {"worker_id": worker_id, "ids": codec.dumps(list(delivery_ids)), "now": now}
         return await self._write(lambda c: c.execute(Q["release_leases"], params).rowcount)
+
+    async def defer(self, *, worker_id: str, until: Mapping[str, float], now: float) -> None:
+        rows = [(due, now, delivery_id, worker_id) for delivery_id, due in until.items()]
+        if rows:
+            await self._write(lambda c: c.executemany(Q["defer_lease"], rows).rowcount)
+
+    async def throttle(
+        self, *, requests: Sequence[ThrottleRequest], now: float
+    ) -> dict[str, ThrottleGrant]:
+        if not requests:
+            return {}
+        params = {
+            "now": now,
+            "requests": codec.dumps(
+                [
+                    [
+                        r.endpoint_id,
+                        None if r.rate_limit is None else r.rate_limit.per_second,
+                        None if r.rate_limit is None else float(r.rate_limit.burst),
+                        r.wanted,
+                    ]
+                    for r in requests
+                ]
+            ),
+        }
+        rows = await self._write(lambda c: c.execute(Q["take_tokens"], params).fetchall())
+        return {
+            r["endpoint_id"]: ThrottleGrant(
+                granted=int(r["granted"]), tokens=r["tokens"], backoff_until=r["backoff_until"]
+            )
+            for r in rows
+        }
+
+    async def back_off(self, *, until: Mapping[str, float], now: float) -> None:
+        if until:
+            params = {"now": now, "until": codec.dumps([[e, t] for e, t in until.items()])}
+            await self._write(lambda c: c.execute(Q["back_off"], params).rowcount)
 
     async def recover(self, *, now: float) -> int:
         if not self._exclusive:
@@ -697,6 +792,18 @@ class SqliteStore:
     async def queue_counts(self, *, now: float) -> QueueCounts:
         row = await self._read(lambda c: c.execute(Q["queue_counts"], {"now": now}).fetchone())
         return QueueCounts(due=row[0], pending=row[1], sending=row[2], parked=row[3])
+
+
+def _health(results: Sequence[AttemptResult]) -> tuple[list[str], dict[str, float | None]]:
+    """Endpoints with a success in `results`, and the others with a failure (with the
+    `disable_after` their results carry)."""
+    succeeded = {r.attempt.endpoint_id for r in results if r.attempt.outcome == "success"}
+    failed = {
+        r.attempt.endpoint_id: r.disable_after
+        for r in results
+        if r.attempt.outcome != "success" and r.attempt.endpoint_id not in succeeded
+    }
+    return sorted(succeeded), failed
 
 
 def _page(items: list[T], limit: int) -> Page[T]:
