@@ -403,7 +403,9 @@ class EndpointPage(BaseModel):
 
 
 # events -----------------------------------------------------------------------------------------
-class EventCreate(BaseModel):
+class EventBatchItem(BaseModel):
+    """One event to publish (an item of a batch; a single publish adds `tenant_id`)."""
+
     model_config = _REQUEST
 
     type: str = Field(
@@ -413,8 +415,9 @@ class EventCreate(BaseModel):
     payload: dict[str, Any] = Field(description="The event's data: a JSON object.")
     idempotency_key: str | None = Field(
         default=None,
-        description="A repeat of this key (per tenant) returns the first event instead of "
-        "publishing again. The `Idempotency-Key` header does the same.",
+        description="A repeat of this key (per tenant, within the retention window, also within "
+        "a batch) returns the first event instead of publishing again. The `Idempotency-Key` "
+        "header does the same for a single publish.",
         json_schema_extra=_documented(minLength=1, maxLength=256),
     )
     occurred_at: Timestamp | None = Field(
@@ -427,33 +430,10 @@ class EventCreate(BaseModel):
         "`default_priority`. " + _PRIORITY_DOC,
         json_schema_extra=_documented(minimum=-10, maximum=10),
     )
+
+
+class EventCreate(EventBatchItem):
     tenant_id: str | None = Field(default=None, description=_TENANT_DOC)
-
-
-class EventBatchItem(BaseModel):
-    model_config = _REQUEST
-
-    type: str = Field(
-        description="The event type, a dotted name such as `order.filled`.",
-        json_schema_extra=_documented(minLength=1, maxLength=128),
-    )
-    payload: dict[str, Any] = Field(description="The event's data: a JSON object.")
-    idempotency_key: str | None = Field(
-        default=None,
-        description="As for a single publish: a repeat within the retention window (also "
-        "within this batch) is not published again.",
-        json_schema_extra=_documented(minLength=1, maxLength=256),
-    )
-    occurred_at: Timestamp | None = Field(
-        default=None, description="When it happened (RFC 3339); default: now."
-    )
-    priority: int | None = Field(
-        default=None,
-        strict=True,
-        description="As for a single publish: the priority of its deliveries (-10..10); "
-        "default: each endpoint's `default_priority`.",
-        json_schema_extra=_documented(minimum=-10, maximum=10),
-    )
 
 
 class EventBatch(BaseModel):
