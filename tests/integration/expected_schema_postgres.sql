@@ -36,14 +36,13 @@ last_error text
 created_at double precision NOT NULL
 updated_at double precision NOT NULL
 fallback boolean NOT NULL DEFAULT false
--- table endpoint_throttle
+-- table endpoint_gates
 endpoint_id text NOT NULL
-rate double precision
-burst double precision
-tokens double precision NOT NULL
-granted integer NOT NULL DEFAULT 0
+tokens double precision
 updated_at double precision NOT NULL
 backoff_until double precision NOT NULL DEFAULT 0
+breaker_state text NOT NULL DEFAULT 'closed'::text
+breaker text
 -- table endpoints
 id text NOT NULL
 tenant_id text NOT NULL
@@ -69,6 +68,8 @@ disable_after double precision
 last_success_at double precision
 failing_since double precision
 fallback_url text
+breaker text
+fallback_after double precision
 -- table event_types
 id text NOT NULL
 tenant_id text NOT NULL
@@ -102,7 +103,7 @@ applied_at double precision NOT NULL
 -- constraint deliveries.deliveries_endpoint_id_fkey: FOREIGN KEY (endpoint_id) REFERENCES endpoints(id) ON DELETE CASCADE
 -- constraint deliveries.deliveries_event_id_fkey: FOREIGN KEY (event_id) REFERENCES events(id) ON DELETE CASCADE
 -- constraint deliveries.deliveries_pkey: PRIMARY KEY (id)
--- constraint endpoint_throttle.endpoint_throttle_pkey: PRIMARY KEY (endpoint_id)
+-- constraint endpoint_gates.endpoint_gates_pkey: PRIMARY KEY (endpoint_id)
 -- constraint endpoints.endpoints_pkey: PRIMARY KEY (id)
 -- constraint event_types.event_types_pkey: PRIMARY KEY (id)
 -- constraint events.events_pkey: PRIMARY KEY (id)
@@ -123,7 +124,8 @@ CREATE INDEX deliveries_by_tenant ON deliveries USING btree (tenant_id, id);
 CREATE INDEX deliveries_due ON deliveries USING btree (priority DESC, next_attempt_at) WHERE (status = ANY (ARRAY['pending'::text, 'sending'::text]));
 CREATE UNIQUE INDEX deliveries_pkey ON deliveries USING btree (id);
 CREATE INDEX deliveries_queued ON deliveries USING btree (endpoint_id, created_at, id) WHERE (status = 'queued'::text);
-CREATE UNIQUE INDEX endpoint_throttle_pkey ON endpoint_throttle USING btree (endpoint_id);
+CREATE UNIQUE INDEX endpoint_gates_pkey ON endpoint_gates USING btree (endpoint_id);
+CREATE INDEX endpoint_gates_tripped ON endpoint_gates USING btree (breaker_state) WHERE (breaker_state <> 'closed'::text);
 CREATE INDEX endpoints_by_tenant ON endpoints USING btree (tenant_id, id);
 CREATE UNIQUE INDEX endpoints_pkey ON endpoints USING btree (id);
 CREATE UNIQUE INDEX event_types_by_name ON event_types USING btree (tenant_id, name);

@@ -22,6 +22,9 @@ CREATE INDEX deliveries_due ON deliveries (priority DESC, next_attempt_at)
 -- index deliveries_queued
 CREATE INDEX deliveries_queued ON deliveries (endpoint_id, created_at, id)
     WHERE status = 'queued';
+-- index endpoint_gates_tripped
+CREATE INDEX endpoint_gates_tripped ON endpoint_gates (breaker_state)
+    WHERE breaker_state <> 'closed';
 -- index endpoints_by_tenant
 CREATE INDEX endpoints_by_tenant ON endpoints (tenant_id, id);
 -- index event_types_by_name
@@ -78,15 +81,14 @@ CREATE TABLE deliveries (
     created_at       REAL NOT NULL,
     updated_at       REAL NOT NULL
 , fallback INTEGER NOT NULL DEFAULT 0) STRICT;
--- table endpoint_throttle
-CREATE TABLE endpoint_throttle (
+-- table endpoint_gates
+CREATE TABLE endpoint_gates (
     endpoint_id   TEXT PRIMARY KEY,
-    rate          REAL,                       
-    burst         REAL,                       
-    tokens        REAL NOT NULL,              
-    granted       INTEGER NOT NULL DEFAULT 0, 
+    tokens        REAL,                       
     updated_at    REAL NOT NULL,
-    backoff_until REAL NOT NULL DEFAULT 0     
+    backoff_until REAL NOT NULL DEFAULT 0,    
+    breaker_state TEXT NOT NULL DEFAULT 'closed',
+    breaker       TEXT                        
 ) WITHOUT ROWID;
 -- table endpoints
 CREATE TABLE endpoints (
@@ -105,7 +107,7 @@ CREATE TABLE endpoints (
     metadata      TEXT NOT NULL,            
     created_at    REAL NOT NULL,
     updated_at    REAL NOT NULL
-, filter TEXT, rate_limit TEXT, default_priority INTEGER NOT NULL DEFAULT 0, max_in_flight INTEGER, ordering TEXT NOT NULL DEFAULT 'none', disable_after REAL, last_success_at REAL, failing_since REAL, fallback_url TEXT) STRICT;
+, filter TEXT, rate_limit TEXT, default_priority INTEGER NOT NULL DEFAULT 0, max_in_flight INTEGER, ordering TEXT NOT NULL DEFAULT 'none', disable_after REAL, last_success_at REAL, failing_since REAL, fallback_url TEXT, breaker TEXT, fallback_after REAL) STRICT;
 -- table event_types
 CREATE TABLE event_types (
     id          TEXT PRIMARY KEY,

@@ -27,6 +27,7 @@ from hookd.domain.models import (
     Secret,
 )
 from hookd.policy import retry
+from hookd.policy.breaker import BreakerSettings, BreakerState
 from hookd.store.memory import MemoryStore
 from hookd.store.port import ApiKey, DeliveryFilter, EventFilter, QueueCounts, Store
 from hookd.store.postgres import PostgresStore
@@ -867,3 +868,101 @@ async def test_a_dead_delivery_moves_on_to_the_fallback(store: Store) -> None:
     assert await store.requeue(None, DeliveryFilter(), delivery_ids=[first.id], now=now) == 1
     found = await store.get_delivery(None, first.id)
     assert found is not None and not found.fallback and found.attempts == 0
+
+
+# circuit breaker (issue 5) ----------------------------------------------------------------------
+BREAKER = BreakerSettings(window=60, buckets=6, min_requests=3, failure_rate=0.5, cooldown=10)
+
+
+def breaker_result(
+    delivery_id: str, endpoint_id: str, success: bool, *, next_at: float
+) -> AttemptResult:
+    result = result_for(
+        delivery_id,
+        endpoint_id,
+        DeliveryStatus.DELIVERED if success else DeliveryStatus.PENDING,
+        next_at=None if success else next_at,
+    )
+    return dataclasses.replace(result, breaker_success=success, breaker_settings=BREAKER)
+
+
+async def test_the_breaker_is_shared_state_opened_by_records_and_probed_once(
+    store: Store,
+) -> None:
+    from hookd.store.port import ThrottleRequest
+
+    endpoint = make_endpoint()
+    await store.create_endpoint(endpoint)
+    await store.publish([make_event() for _ in range(5)])
+    now = time.time()
+    claimed = await store.claim(worker_id="w", limit=5, now=now, lease_seconds=60)
+    failed = [breaker_result(c.id, endpoint.id, False, next_at=now + 1) for c in claimed[:3]]
+    changes = await store.record(worker_id="w", results=failed, now=now)
+    assert [(c.endpoint_id, c.transition.to_state) for c in changes] == [
+        (endpoint.id, BreakerState.OPEN)
+    ]
+    assert changes[0].transition.reason == "3 of 3 attempts failed in 60 s"
+    gates = await store.endpoint_gates([endpoint.id, "ep_unknown"])
+    assert list(gates) == [endpoint.id]
+    assert gates[endpoint.id].breaker.state is BreakerState.OPEN
+    assert list(await store.tripped_breakers(limit=10)) == [endpoint.id]
+
+    ask = [ThrottleRequest(endpoint.id, 2, None, BREAKER)]
+    during = (await store.throttle(requests=ask, now=now + 5))[endpoint.id]
+    assert (during.granted, during.breaker, during.breaker_until) == (
+        0,
+        BreakerState.OPEN,
+        pytest.approx(now + 10),
+    )
+    probe = (await store.throttle(requests=ask, now=now + 10))[endpoint.id]
+    assert (probe.granted, probe.probe, probe.breaker) == (1, True, BreakerState.HALF_OPEN)
+    # another worker process at the same moment: no second probe
+    other = (await store.throttle(requests=ask, now=now + 10.5))[endpoint.id]
+    assert (other.granted, other.breaker) == (0, BreakerState.HALF_OPEN)
+
+    # the probe succeeds: closed, and what waited (due by the probe's end) is due now
+    await store.defer(
+        worker_id="w", until={claimed[3].id: now + 19, claimed[4].id: now + 500}, now=now + 10.5
+    )
+    closing = [breaker_result(claimed[0].id, endpoint.id, True, next_at=0)]
+    changes = await store.record(worker_id="w", results=closing, now=now + 11)
+    assert [c.transition.to_state for c in changes] == [BreakerState.CLOSED]
+    assert await store.tripped_breakers(limit=10) == {}
+    due = await store.get_delivery(None, claimed[3].id)
+    later = await store.get_delivery(None, claimed[4].id)
+    assert due is not None and due.next_attempt_at == pytest.approx(now + 11)
+    assert later is not None and later.next_attempt_at == pytest.approx(now + 500)
+    after = (await store.throttle(requests=ask, now=now + 11))[endpoint.id]
+    assert (after.granted, after.breaker) == (2, BreakerState.CLOSED)
+    history = (await store.endpoint_gates([endpoint.id]))[endpoint.id].breaker.history
+    assert [t.to_state for t in history] == [
+        BreakerState.OPEN,
+        BreakerState.HALF_OPEN,
+        BreakerState.CLOSED,
+    ]
+
+
+async def test_divert_sends_held_deliveries_to_the_fallback(store: Store) -> None:
+    endpoint = dataclasses.replace(make_endpoint(), fallback_url="https://backup.example.com/h")
+    await store.create_endpoint(endpoint)
+    await store.publish([make_event(), make_event()])
+    now = time.time()
+    claimed = await store.claim(worker_id="w", limit=5, now=now, lease_seconds=60)
+    assert await store.divert(worker_id="other", delivery_ids=[claimed[0].id], now=now) == 0
+    assert await store.divert(worker_id="w", delivery_ids=[claimed[0].id], now=now) == 1
+    found = await store.get_delivery(None, claimed[0].id)
+    assert found is not None and found.fallback and found.status is DeliveryStatus.PENDING
+    assert found.attempts == 0
+    again = await store.claim(worker_id="w", limit=5, now=now + 1, lease_seconds=60)
+    assert [c.id for c in again] == [claimed[0].id] and again[0].fallback
+
+
+async def test_breaker_settings_round_trip_on_the_endpoint(store: Store) -> None:
+    endpoint = dataclasses.replace(make_endpoint(), breaker=BREAKER, fallback_after=120.0)
+    await store.create_endpoint(endpoint)
+    found = await store.get_endpoint(None, endpoint.id)
+    assert found is not None and found.breaker == BREAKER and found.fallback_after == 120.0
+    plain = make_endpoint()
+    await store.create_endpoint(plain)
+    found = await store.get_endpoint(None, plain.id)
+    assert found is not None and found.breaker == BreakerSettings()

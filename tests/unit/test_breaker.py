@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from hookd.domain import errors
-from hookd.policy.breaker import Breaker, BreakerSettings, BreakerState, allow, record
+from hookd.policy.breaker import (
+    HISTORY,
+    Breaker,
+    BreakerSettings,
+    BreakerState,
+    allow,
+    record,
+    verdict,
+)
+from hookd.policy.retry import ErrorKind
 
 S = BreakerSettings(
     window=60, buckets=6, min_requests=10, failure_rate=0.5, cooldown=30, max_cooldown=120
@@ -30,8 +39,10 @@ def test_opens_when_the_failure_rate_exceeds_the_threshold() -> None:
     assert breaker.state is BreakerState.CLOSED
     breaker = feed(breaker, "f", now=1001)
     assert breaker.state is BreakerState.OPEN
-    assert breaker.opened_at == 1001
+    assert breaker.until == 1001 + 30  # the cool-down
     assert breaker.cooldown == 30
+    assert breaker.tripped_at == 1001
+    assert breaker.history[-1].reason == "6 of 11 attempts failed in 60 s"
 
 
 def test_old_buckets_leave_the_window() -> None:
@@ -52,26 +63,63 @@ def test_open_refuses_until_the_cooldown_then_lets_one_probe() -> None:
     assert allow(probing, 1061, S)[0] is True  # a probe lost with its worker is replaced
 
 
+def test_a_disabled_breaker_lets_everything_through() -> None:
+    breaker = feed(Breaker(), "f" * 10, now=1000)
+    off = BreakerSettings(enabled=False)
+    assert allow(breaker, 1001, off) == (True, breaker)
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "expected"),
+    [
+        (200, None, True),
+        (204, None, True),
+        (400, None, True),  # the receiver answered: it is up
+        (404, None, True),
+        (500, None, False),
+        (503, None, False),
+        (408, None, False),
+        (429, None, None),  # the back-off answers it
+        (410, None, None),  # the endpoint is disabled anyway
+        (None, ErrorKind.TIMEOUT, False),
+        (None, ErrorKind.CONNECTION, False),
+        (None, ErrorKind.BLOCKED, None),  # we refused the address: not the receiver's doing
+    ],
+)
+def test_what_an_attempt_tells_the_breaker(
+    status: int | None, error: ErrorKind | None, expected: bool | None
+) -> None:
+    assert verdict(status, error) is expected
+
+
 def test_a_successful_probe_closes_with_a_clean_window() -> None:
     breaker = feed(Breaker(), "f" * 10, now=1000)
     _, probing = allow(breaker, 1030, S)
     closed = record(probing, True, 1031, S)
     assert closed.state is BreakerState.CLOSED
     assert closed.counts(1031, S) == (0, 0)
+    assert closed.tripped_at is None
     assert allow(closed, 1031, S)[0] is True
+    assert [(t.from_state, t.to_state, t.at) for t in closed.history] == [
+        (BreakerState.CLOSED, BreakerState.OPEN, 1000),
+        (BreakerState.OPEN, BreakerState.HALF_OPEN, 1030),
+        (BreakerState.HALF_OPEN, BreakerState.CLOSED, 1031),
+    ]
 
 
 def test_a_failed_probe_reopens_with_a_doubled_capped_cooldown() -> None:
     breaker = feed(Breaker(), "f" * 10, now=1000)
     waits = []
     now = 1000.0
-    for _ in range(4):
-        now = breaker.opened_at + breaker.cooldown  # type: ignore[operator]
+    for _ in range(6):
+        now = breaker.until
         _, probing = allow(breaker, now, S)
         breaker = record(probing, False, now + 1, S)
         assert breaker.state is BreakerState.OPEN
         waits.append(breaker.cooldown)
-    assert waits == [60, 120, 120, 120]
+    assert waits == [60, 120, 120, 120, 120, 120]
+    assert breaker.tripped_at == 1000  # open since the first trip, through every probe
+    assert len(breaker.history) == HISTORY  # bounded
 
 
 def test_stragglers_while_open_change_nothing() -> None:
@@ -85,10 +133,21 @@ def test_state_round_trips_through_a_dict() -> None:
     assert Breaker.from_dict(breaker.to_dict()) == breaker
     opened = feed(Breaker(), "f" * 10, now=1000)
     assert Breaker.from_dict(opened.to_dict()) == opened
+    _, probing = allow(opened, 1030, S)
+    assert Breaker.from_dict(probing.to_dict()) == probing
 
 
 def test_settings_validate_and_round_trip() -> None:
     assert BreakerSettings.from_dict(S.to_dict()) == S
+    assert BreakerSettings.from_dict({"cooldown": 5}, base=S) == BreakerSettings(
+        window=60, buckets=6, min_requests=10, failure_rate=0.5, cooldown=5, max_cooldown=120
+    )
+    with pytest.raises(errors.ValidationError) as caught:
+        BreakerSettings.from_dict({"enabled": 1, "min_requests": 2.5})
+    assert sorted(p.path for p in caught.value.problems) == [
+        "breaker.enabled",
+        "breaker.min_requests",
+    ]
     with pytest.raises(errors.ValidationError) as caught:
         BreakerSettings.from_dict({"failure_rate": 2, "window": "x", "nope": 1})
     paths = sorted(p.path for p in caught.value.problems)

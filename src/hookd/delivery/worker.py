@@ -37,7 +37,10 @@ from hookd.domain.models import (
     EndpointOrdering,
     EndpointStatus,
 )
+from hookd.policy import breaker as breakers
 from hookd.policy import ratelimit, retry, signing
+from hookd.policy.admission import BreakerChange
+from hookd.policy.breaker import BreakerState, Transition
 from hookd.store.port import Store, ThrottleGrant, ThrottleRequest, WakeupSource
 
 log = logging.getLogger("hookd.worker")
@@ -54,6 +57,9 @@ _QUEUE_SECONDS = 2.0
 _QUEUE_ROUNDS = 8
 #: How much a new response time moves an endpoint's running estimate.
 _LATENCY_WEIGHT = 0.2
+
+#: What a delivery held back without asking the shared state gets: nothing, no back-off.
+_NO_GRANT = ThrottleGrant(0, 0.0, 0.0)
 
 _STATUS_OF = {
     retry.DecisionKind.DELIVERED: DeliveryStatus.DELIVERED,
@@ -105,9 +111,11 @@ class Worker:
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
         on_result: Callable[[AttemptResult], None] | None = None,
+        on_breaker: Callable[[BreakerChange], None] | None = None,
     ) -> None:
         """`on_result`, when given, hears of every finished attempt as it is queued for
-        recording (on the event loop; it must be quick and must not raise)."""
+        recording, and `on_breaker` of every circuit-breaker transition this worker causes (on
+        the event loop; they must be quick and must not raise)."""
         self.id = worker_id or f"wrk_{os.getpid()}_{ids.new_id('w')[-8:]}"
         self._store = store
         self._sender = sender
@@ -115,6 +123,7 @@ class Worker:
         self._clock = clock
         self._rand = rand
         self._on_result = on_result
+        self._on_breaker = on_breaker
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
         self._stopping = False
@@ -275,47 +284,59 @@ class Worker:
     async def _admit(
         self, claimed: Mapping[str, list[ClaimedDelivery]], endpoints: Mapping[str, Endpoint]
     ) -> None:
-        """Send what each endpoint's concurrency limit, rate limit and back-off allow now; give
-        the rest back unsent, due when they may go (no attempt is counted). One statement asks
-        every endpoint's shared bucket (hookd.store.port: `throttle`), one gives leases back."""
+        """Send what each endpoint's concurrency limit, rate limit, back-off and circuit breaker
+        allow now; give the rest back unsent, due when they may go (no attempt is counted), or,
+        when its breaker has stayed open past `fallback_after`, send them to its fallback URL.
+        One statement asks every endpoint's shared state (hookd.store.port: `throttle`), one
+        gives leases back. Deliveries already bound for the fallback URL take no token and
+        ignore the breaker and back-off: those belong to the endpoint's own URL."""
         now = self._clock()
-        requests = []
+        deferred: dict[str, float] = {}
+        primary: dict[str, list[ClaimedDelivery]] = {}
+        requests: dict[str, ThrottleRequest] = {}
         for endpoint_id, deliveries in claimed.items():
             endpoint = endpoints[endpoint_id]
-            limit = self.max_in_flight(endpoint)
-            queued = len(self._waiting.get(endpoint_id, ()))
-            room = (
-                limit
-                - self._endpoint_in_flight[endpoint_id]
-                + self._queue_depth(endpoint_id, limit)
-                - queued
-            )
+            room = self._room(endpoint)
+            to_fallback = [d for d in deliveries if d.fallback]
+            for delivery in to_fallback[: max(room, 0)]:
+                self._start_or_wait(delivery, endpoint, now)
+            for position, delivery in enumerate(to_fallback[max(room, 0) :], start=1):
+                deferred[delivery.id] = self._defer_until(
+                    endpoint, _NO_GRANT, now, position, over_concurrency=True
+                )
+            room -= len(to_fallback)
+            own = primary[endpoint_id] = [d for d in deliveries if not d.fallback]
+            if not own:
+                continue
             if self._backoff.get(endpoint_id, 0.0) > now:
                 room = 0  # known here already: take no tokens
-            wanted = max(0, min(len(deliveries), room))
-            requests.append(ThrottleRequest(endpoint_id, wanted, endpoint.rate_limit))
-        try:
-            grants = await self._store.throttle(requests=requests, now=now)
-        except Exception as exc:  # nothing granted: everything waits a poll interval
-            log.warning("taking rate-limit tokens failed: %s", exc)
-            grants = {}
-        deferred: dict[str, float] = {}
-        for request in requests:
-            endpoint = endpoints[request.endpoint_id]
-            grant = grants.get(request.endpoint_id)
+            breaker = endpoint.breaker if endpoint.breaker.enabled else None
+            requests[endpoint_id] = ThrottleRequest(
+                endpoint_id, max(0, min(len(own), room)), endpoint.rate_limit, breaker
+            )
+        grants: dict[str, ThrottleGrant] = {}
+        if requests:
+            try:
+                grants = await self._store.throttle(requests=list(requests.values()), now=now)
+            except Exception as exc:  # nothing granted: everything waits a poll interval
+                log.warning("taking rate-limit tokens failed: %s", exc)
+        diverted: list[str] = []
+        for endpoint_id, request in requests.items():
+            endpoint = endpoints[endpoint_id]
+            grant = grants.get(endpoint_id)
             if grant is None:
                 grant = ThrottleGrant(0, 0.0, now + self._settings.worker.poll_interval)
+            if grant.transition is not None:
+                self._breaker_changed(BreakerChange(endpoint_id, grant.transition))
             granted = min(grant.granted, request.wanted)
-            deliveries = claimed[request.endpoint_id]
-            limit = self.max_in_flight(endpoint)
-            for delivery in deliveries[:granted]:
-                if self._endpoint_in_flight[endpoint.id] < limit:
-                    self._start(delivery, endpoint)
-                else:
-                    self._waiting.setdefault(endpoint.id, collections.deque()).append(
-                        (delivery, endpoint, now)
-                    )
-            for position, delivery in enumerate(deliveries[granted:], start=1):
+            own = primary[endpoint_id]
+            for delivery in own[:granted]:
+                self._start_or_wait(delivery, endpoint, now)
+            rest = own[granted:]
+            if rest and self._fallback_due(endpoint, grant, now):
+                diverted.extend(d.id for d in rest)
+                continue
+            for position, delivery in enumerate(rest, start=1):
                 deferred[delivery.id] = self._defer_until(
                     endpoint,
                     grant,
@@ -323,11 +344,62 @@ class Worker:
                     position,
                     over_concurrency=granted + position > request.wanted,
                 )
+        if diverted:
+            log.warning(
+                "%d deliveries go to fallback URLs: their endpoints' breakers stayed open",
+                len(diverted),
+            )
+            await self._store.divert(worker_id=self.id, delivery_ids=diverted, now=now)
         if deferred:
             await self._store.defer(worker_id=self.id, until=deferred, now=now)
             earliest = min(deferred.values())
             if self._earliest_retry is None or earliest < self._earliest_retry:
                 self._earliest_retry = earliest
+
+    def _room(self, endpoint: Endpoint) -> int:
+        """How many more deliveries this process may take on for `endpoint` now: free slots,
+        plus what may wait here for one (`_queue_depth`)."""
+        limit = self.max_in_flight(endpoint)
+        return (
+            limit
+            - self._endpoint_in_flight[endpoint.id]
+            + self._queue_depth(endpoint.id, limit)
+            - len(self._waiting.get(endpoint.id, ()))
+        )
+
+    def _start_or_wait(self, delivery: ClaimedDelivery, endpoint: Endpoint, now: float) -> None:
+        if self._endpoint_in_flight[endpoint.id] < self.max_in_flight(endpoint):
+            self._start(delivery, endpoint)
+        else:
+            self._waiting.setdefault(endpoint.id, collections.deque()).append(
+                (delivery, endpoint, now)
+            )
+
+    def _fallback_due(self, endpoint: Endpoint, grant: ThrottleGrant, now: float) -> bool:
+        """Held back by a breaker that has stayed open past the endpoint's `fallback_after`."""
+        return (
+            endpoint.fallback_url is not None
+            and endpoint.fallback_after is not None
+            and grant.breaker is not BreakerState.CLOSED
+            and grant.tripped_at is not None
+            and now - grant.tripped_at >= endpoint.fallback_after
+        )
+
+    def _breaker_changed(self, change: BreakerChange) -> None:
+        step: Transition = change.transition
+        log.warning(
+            "endpoint %s: circuit breaker %s -> %s (%s)",
+            change.endpoint_id,
+            step.from_state.value,
+            step.to_state.value,
+            step.reason,
+            extra={"endpoint_id": change.endpoint_id, "breaker": step.to_state.value},
+        )
+        if self._on_breaker is not None:
+            try:
+                self._on_breaker(change)
+            except Exception:  # an observer's bug must not stop deliveries
+                log.exception("the breaker observer failed")
 
     def _queue_depth(self, endpoint_id: str, limit: int) -> int:
         """How many granted deliveries may wait here for the endpoint's slots: enough rounds of
@@ -350,6 +422,10 @@ class Worker:
     ) -> float:
         """When the `position`-th delivery held back for `endpoint` should be looked at again."""
         backoff = max(grant.backoff_until, self._backoff.get(endpoint.id, 0.0))
+        if grant.breaker is not BreakerState.CLOSED and grant.breaker_until > now:
+            # open: until its cool-down ends; half-open: until its probe is given up for lost
+            # (a probe that closes it makes them due at once: hookd.store.port, `record`)
+            backoff = max(backoff, grant.breaker_until)
         if backoff > now:
             return backoff
         wait = 0.0
@@ -493,6 +569,10 @@ class Worker:
                 else endpoint.disable_after
             ),
             to_fallback=to_fallback,
+            breaker_success=None
+            if delivery.fallback
+            else breakers.verdict(outcome.status, outcome.error_kind),
+            breaker_settings=endpoint.breaker if endpoint.breaker.enabled else None,
         )
         self._pending_results.append(result)
         self._results_ready.set()
@@ -582,7 +662,11 @@ class Worker:
         give_up_at = time.monotonic() + self._settings.lease_seconds
         while True:
             try:
-                await self._store.record(worker_id=self.id, results=batch, now=self._clock())
+                changes = await self._store.record(
+                    worker_id=self.id, results=batch, now=self._clock()
+                )
+                for change in changes:
+                    self._breaker_changed(change)
                 if self._fifo_advanced:
                     self._fifo_advanced = False
                     self._wake.set()

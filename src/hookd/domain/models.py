@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from hookd.policy.breaker import BreakerSettings
 from hookd.policy.retry import RetryPolicy
 
 DEFAULT_TENANT = "default"
@@ -135,6 +136,11 @@ class Endpoint:
     #: Where a delivery goes once it is dead-lettered at `url` (same body, secret and
     #: webhook-id, plus `webhook-fallback: true`), with attempts of its own; None: nowhere.
     fallback_url: str | None = None
+    #: Its circuit breaker (hookd.policy.breaker); `enabled=False` turns it off.
+    breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    #: Seconds its breaker may stay open before waiting deliveries go to `fallback_url` instead
+    #: (None: they wait for the breaker to close).
+    fallback_after: float | None = None
 
     def signing_keys_at(self, now: float) -> list[str]:
         """The secrets to sign with now: the newest first, then any still inside a grace period."""
@@ -235,6 +241,10 @@ class AttemptResult:
     #: Dead-lettered at the endpoint's url: due again (status pending) with a fresh attempt
     #: budget, to the endpoint's fallback_url.
     to_fallback: bool = False
+    #: What the attempt tells its endpoint's circuit breaker: the receiver answered (True), it
+    #: failed (False), or nothing (None: a 429, an attempt at the fallback URL, no breaker).
+    breaker_success: bool | None = None
+    breaker_settings: BreakerSettings | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,14 +1,19 @@
 """The per-endpoint circuit breaker, as values: a state, and functions that return the next state.
 
     closed ──(failure rate > threshold over the window, with at least `min_requests`)──► open
-    open ──(cool-down elapsed)──► half-open: exactly one probe is let through
+    open ──(cool-down elapsed: the next request asks)──► half-open: exactly one probe goes out
     half-open ──probe succeeds──► closed (window cleared)
     half-open ──probe fails──► open again, with a longer cool-down (doubling, capped)
 
 The window is a ring of fixed buckets (`buckets` of `window / buckets` seconds each), so the state
-has a bounded size and serialises to a small JSON object that every worker process can share.
-While the breaker is open nothing is sent and nothing is lost: deliveries simply wait.
-No I/O here; callers pass `now`.
+has a bounded size and serialises to a small JSON object that every worker process shares (the
+store keeps it beside the endpoint's token bucket, hookd.policy.admission). While the breaker is
+open nothing is sent and nothing is lost: deliveries wait until it lets them through.
+
+What counts: a success is a delivery the receiver took (2xx) or answered for itself (a 4xx that
+is not 408 or 429: the receiver is up, it refused the payload); a failure is a 5xx, a 408, a
+timeout or a network error. A 429 counts as neither (the adaptive back-off answers it), nor do
+attempts at the fallback URL. No I/O here; callers pass `now`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from typing import Any
 
 from hookd.domain import errors
 from hookd.domain.errors import Problem
+from hookd.policy import retry
+
+#: Transitions kept in a breaker's history (newest last), for the API.
+HISTORY = 10
 
 
 class BreakerState(StrEnum):
@@ -30,6 +39,7 @@ class BreakerState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class BreakerSettings:
+    enabled: bool = True
     window: float = 60.0  # seconds over which the failure rate is measured
     buckets: int = 12  # the window's resolution
     min_requests: int = 20  # no verdict on fewer attempts than this in the window
@@ -58,8 +68,9 @@ class BreakerSettings:
     def bucket_seconds(self) -> float:
         return self.window / self.buckets
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, bool | float | int]:
         return {
+            "enabled": self.enabled,
             "window": self.window,
             "buckets": self.buckets,
             "min_requests": self.min_requests,
@@ -69,21 +80,32 @@ class BreakerSettings:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> BreakerSettings:
-        unknown = set(data) - set(cls().to_dict())
+    def from_dict(
+        cls, data: Mapping[str, Any], *, base: BreakerSettings | None = None
+    ) -> BreakerSettings:
+        """Settings from a JSON object; keys left out keep `base`'s values (the defaults)."""
+        known = cls().to_dict()
+        unknown = set(data) - set(known)
         if unknown:
             raise errors.ValidationError(
                 "invalid circuit breaker settings",
                 [Problem(f"breaker.{k}", "is not a breaker setting") for k in sorted(unknown)],
             )
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = (base or cls()).to_dict()
         problems = []
-        for key, default in cls().to_dict().items():
+        for key, default in known.items():
             if key not in data:
                 continue
             value = data[key]
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if isinstance(default, bool):
+                if not isinstance(value, bool):
+                    problems.append(Problem(f"breaker.{key}", "must be true or false"))
+                else:
+                    values[key] = value
+            elif isinstance(value, bool) or not isinstance(value, int | float):
                 problems.append(Problem(f"breaker.{key}", "must be a number"))
+            elif isinstance(default, int) and value != int(value):
+                problems.append(Problem(f"breaker.{key}", "must be a whole number"))
             else:
                 values[key] = int(value) if isinstance(default, int) else float(value)
         if problems:
@@ -96,13 +118,44 @@ Bucket = tuple[int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
+class Transition:
+    at: float
+    from_state: BreakerState
+    to_state: BreakerState
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "from": self.from_state.value,
+            "to": self.to_state.value,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Transition:
+        return cls(
+            at=float(data["at"]),
+            from_state=BreakerState(data["from"]),
+            to_state=BreakerState(data["to"]),
+            reason=str(data["reason"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Breaker:
     state: BreakerState = BreakerState.CLOSED
     buckets: tuple[Bucket, ...] = ()
-    opened_at: float | None = None
-    cooldown: float = 0.0  # the wait in force since `opened_at`
-    probe_started_at: float | None = None  # set while the half-open probe is out
-    last_change: float | None = None
+    #: Open: when the cool-down ends (a probe may go). Half-open: when the probe out is given up
+    #: for lost (its worker died) and another may go. Closed: unused (0.0).
+    until: float = 0.0
+    cooldown: float = 0.0  # the cool-down in force (doubles with each failed probe)
+    tripped_at: float | None = None  # when it last left `closed` (kept while open/half-open)
+    history: tuple[Transition, ...] = ()
+
+    @property
+    def last_change(self) -> float | None:
+        return self.history[-1].at if self.history else None
 
     def counts(self, now: float, settings: BreakerSettings) -> tuple[int, int]:
         """(successes, failures) within the window ending at `now`."""
@@ -114,10 +167,10 @@ class Breaker:
         return {
             "state": self.state.value,
             "buckets": [list(b) for b in self.buckets],
-            "opened_at": self.opened_at,
+            "until": self.until,
             "cooldown": self.cooldown,
-            "probe_started_at": self.probe_started_at,
-            "last_change": self.last_change,
+            "tripped_at": self.tripped_at,
+            "history": [t.to_dict() for t in self.history],
         }
 
     @classmethod
@@ -125,11 +178,25 @@ class Breaker:
         return cls(
             state=BreakerState(data.get("state", "closed")),
             buckets=tuple((int(b[0]), int(b[1]), int(b[2])) for b in data.get("buckets", ())),
-            opened_at=data.get("opened_at"),
+            until=float(data.get("until", 0.0)),
             cooldown=float(data.get("cooldown", 0.0)),
-            probe_started_at=data.get("probe_started_at"),
-            last_change=data.get("last_change"),
+            tripped_at=data.get("tripped_at"),
+            history=tuple(Transition.from_dict(t) for t in data.get("history", ())),
         )
+
+    def _moved(self, to: BreakerState, now: float, reason: str, **changes: Any) -> Breaker:
+        step = Transition(now, self.state, to, reason)
+        return replace(self, state=to, history=(*self.history, step)[-HISTORY:], **changes)
+
+
+def verdict(status: int | None, error: retry.ErrorKind | None) -> bool | None:
+    """What an attempt tells the breaker (see the module docstring): True, the receiver is
+    answering; False, it is failing; None, nothing (a 429, a 410, an address we refused)."""
+    if status is None:
+        return None if error is retry.ErrorKind.BLOCKED else False
+    if status in (429, 410):
+        return None
+    return retry.classify(status, error) is not retry.OutcomeClass.RETRY
 
 
 def _bucket(now: float, settings: BreakerSettings) -> int:
@@ -142,36 +209,40 @@ def allow(breaker: Breaker, now: float, settings: BreakerSettings) -> tuple[bool
     Closed: yes. Open: no, until the cool-down has passed; then the breaker turns half-open and
     this caller's request is the probe. Half-open: no while the probe is out — unless the probe
     has been out longer than a cool-down (its worker died), when a new probe may go.
+    A disabled breaker always says yes.
     """
-    if breaker.state is BreakerState.CLOSED:
+    if breaker.state is BreakerState.CLOSED or not settings.enabled:
         return True, breaker
+    if now < breaker.until:
+        return False, breaker
+    probe_until = now + max(breaker.cooldown, settings.cooldown)
     if breaker.state is BreakerState.OPEN:
-        assert breaker.opened_at is not None
-        if now < breaker.opened_at + breaker.cooldown:
-            return False, breaker
-        return True, replace(
-            breaker, state=BreakerState.HALF_OPEN, probe_started_at=now, last_change=now
+        return True, breaker._moved(
+            BreakerState.HALF_OPEN, now, "cool-down over: one probe", until=probe_until
         )
-    stale = breaker.probe_started_at is None or now >= breaker.probe_started_at + max(
-        breaker.cooldown, settings.cooldown
-    )
-    if stale:
-        return True, replace(breaker, probe_started_at=now)
-    return False, breaker
+    return True, replace(breaker, until=probe_until)  # the last probe was lost: another one
+
+
+def reset(breaker: Breaker, now: float, reason: str) -> Breaker:
+    """Closed, with a clean window (an operator's doing, or the breaker turned off)."""
+    if breaker.state is BreakerState.CLOSED:
+        return breaker
+    step = Transition(now, breaker.state, BreakerState.CLOSED, reason)
+    return Breaker(history=(*breaker.history, step)[-HISTORY:])
 
 
 def record(breaker: Breaker, success: bool, now: float, settings: BreakerSettings) -> Breaker:
-    """The breaker after one attempt's outcome (`success`: the receiver took it)."""
+    """The breaker after one attempt's outcome (`success`: the receiver is answering)."""
     if breaker.state is BreakerState.HALF_OPEN:
         if success:
-            return Breaker(state=BreakerState.CLOSED, last_change=now)
+            return reset(breaker, now, "the probe succeeded")
         cooldown = min(max(breaker.cooldown, settings.cooldown) * 2, settings.max_cooldown)
-        return Breaker(
-            state=BreakerState.OPEN,
-            buckets=breaker.buckets,
-            opened_at=now,
+        return breaker._moved(
+            BreakerState.OPEN,
+            now,
+            f"the probe failed: next probe in {cooldown:g} s",
+            until=now + cooldown,
             cooldown=cooldown,
-            last_change=now,
         )
     if breaker.state is BreakerState.OPEN:
         return breaker  # a straggler that was in flight when it opened: no new verdict
@@ -180,12 +251,13 @@ def record(breaker: Breaker, success: bool, now: float, settings: BreakerSetting
     successes, failures = updated.counts(now, settings)
     total = successes + failures
     if not success and total >= settings.min_requests and failures / total > settings.failure_rate:
-        return Breaker(
-            state=BreakerState.OPEN,
-            buckets=buckets,
-            opened_at=now,
+        return updated._moved(
+            BreakerState.OPEN,
+            now,
+            f"{failures} of {total} attempts failed in {settings.window:g} s",
+            until=now + settings.cooldown,
             cooldown=settings.cooldown,
-            last_change=now,
+            tripped_at=now,
         )
     return updated
 

@@ -29,6 +29,8 @@ from hookd.domain.models import (
     Secret,
 )
 from hookd.policy import retry
+from hookd.policy.admission import Gate
+from hookd.policy.breaker import Breaker, BreakerSettings
 from hookd.store.port import DeliveryFilter, EventFilter
 
 
@@ -64,6 +66,38 @@ def endpoint_to_row(endpoint: Endpoint, box: SecretBox) -> dict[str, Any]:
         "ordering": endpoint.ordering.value,
         "disable_after": endpoint.disable_after,
         "fallback_url": endpoint.fallback_url,
+        "breaker": breaker_settings_to_json(endpoint.breaker),
+        "fallback_after": endpoint.fallback_after,
+    }
+
+
+def breaker_settings_to_json(settings: BreakerSettings) -> str | None:
+    return None if settings == BreakerSettings() else dumps(settings.to_dict())
+
+
+def breaker_settings_from_json(text: str | None) -> BreakerSettings:
+    return BreakerSettings() if text is None else BreakerSettings.from_dict(orjson.loads(text))
+
+
+def gate_from_row(row: Mapping[str, Any]) -> Gate:
+    breaker = row["breaker"]
+    return Gate(
+        tokens=row["tokens"],
+        updated_at=row["updated_at"],
+        backoff_until=row["backoff_until"],
+        breaker=Breaker() if breaker is None else Breaker.from_dict(orjson.loads(breaker)),
+    )
+
+
+def gate_to_params(endpoint_id: str, gate: Gate) -> dict[str, Any]:
+    breaker = gate.breaker
+    return {
+        "endpoint_id": endpoint_id,
+        "tokens": gate.tokens,
+        "updated_at": gate.updated_at,
+        "backoff_until": gate.backoff_until,
+        "breaker_state": breaker.state.value,
+        "breaker": None if breaker == Breaker() else dumps(breaker.to_dict()),
     }
 
 
@@ -110,6 +144,8 @@ def endpoint_from_row(row: Mapping[str, Any], box: SecretBox) -> Endpoint:
         last_success_at=row["last_success_at"],
         failing_since=row["failing_since"],
         fallback_url=row["fallback_url"],
+        breaker=breaker_settings_from_json(row["breaker"]),
+        fallback_after=row["fallback_after"],
     )
 
 

@@ -27,15 +27,18 @@ from hookd.domain.models import (
     EventType,
     PublishResult,
 )
-from hookd.policy import ratelimit
+from hookd.policy import admission
+from hookd.policy.breaker import BreakerState
 from hookd.policy.patterns import PatternSet
 from hookd.store import codec
 from hookd.store.port import (
     ApiKey,
     AttemptSample,
+    BreakerChange,
     DeliveryCount,
     DeliveryFilter,
     EventFilter,
+    Gate,
     Page,
     QueueCounts,
     ThrottleGrant,
@@ -57,8 +60,8 @@ class MemoryStore:
         self.attempts: dict[str, list[Attempt]] = {}
         self.event_types: dict[tuple[str, str], EventType] = {}  # (tenant, name) -> type
         self.open_count = 0
-        # endpoint id -> [tokens, updated_at, backoff_until]: the shared throttle state
-        self.throttles: dict[str, list[float]] = {}
+        # endpoint id -> its shared sending state (token bucket, back-off, breaker)
+        self.gates: dict[str, Gate] = {}
 
     async def open(self) -> None:
         self.open_count += 1
@@ -370,7 +373,9 @@ class MemoryStore:
             )
         return claimed
 
-    async def record(self, *, worker_id: str, results: Sequence[AttemptResult], now: float) -> None:
+    async def record(
+        self, *, worker_id: str, results: Sequence[AttemptResult], now: float
+    ) -> list[BreakerChange]:
         for result in results:
             attempt = result.attempt
             delivery = self.deliveries.get(attempt.delivery_id)
@@ -436,6 +441,25 @@ class MemoryStore:
             self._publish_now([event], None, exclude=endpoint.id)
         ended = {r.attempt.endpoint_id for r in results if r.status in ENDED_STATUSES}
         self._promote_fifo_heads(ended, now)
+        changes: list[BreakerChange] = []
+        for endpoint_id, outcomes in admission.breaker_outcomes(results).items():
+            before = self.gates.get(endpoint_id, Gate())
+            gate, changed = admission.settle(before, outcomes, now)
+            self.gates[endpoint_id] = gate
+            changes.extend(changed)
+            if admission.probe_closed(changed):  # what waited for the probe is due now
+                for delivery in list(self.deliveries.values()):
+                    due = delivery.next_attempt_at
+                    if (
+                        delivery.endpoint_id == endpoint_id
+                        and delivery.status is DeliveryStatus.PENDING
+                        and due is not None
+                        and now < due <= before.breaker.until
+                    ):
+                        self.deliveries[delivery.id] = dataclasses.replace(
+                            delivery, next_attempt_at=now, updated_at=now
+                        )
+        return changes
 
     async def release(self, *, worker_id: str, delivery_ids: Sequence[str], now: float) -> int:
         released = 0
@@ -481,30 +505,42 @@ class MemoryStore:
     ) -> dict[str, ThrottleGrant]:
         grants: dict[str, ThrottleGrant] = {}
         for request in requests:
-            limit = request.rate_limit
-            fresh = [0.0 if limit is None else float(limit.burst), now, 0.0]
-            state = self.throttles.setdefault(request.endpoint_id, fresh)
-            if state[2] > now:
-                granted = 0
-                if limit is not None:
-                    state[0] = ratelimit.refill(
-                        state[0], state[1], now, limit.per_second, limit.burst
-                    )
-            elif limit is None:
-                granted, state[0] = request.wanted, 0.0
-            else:
-                grant = ratelimit.grant(
-                    state[0], state[1], now, limit.per_second, limit.burst, request.wanted
-                )
-                granted, state[0] = grant.granted, grant.tokens
-            state[1] = max(state[1], now)
-            grants[request.endpoint_id] = ThrottleGrant(granted, state[0], state[2])
+            gate = self.gates.get(request.endpoint_id, Gate(updated_at=now))
+            self.gates[request.endpoint_id], grants[request.endpoint_id] = admission.admit(
+                gate, request, now
+            )
         return grants
 
     async def back_off(self, *, until: Mapping[str, float], now: float) -> None:
         for endpoint_id, when in until.items():
-            state = self.throttles.setdefault(endpoint_id, [0.0, now, 0.0])
-            state[2] = max(state[2], when)
+            gate = self.gates.get(endpoint_id, Gate(updated_at=now))
+            self.gates[endpoint_id] = admission.back_off(gate, when)
+
+    async def divert(self, *, worker_id: str, delivery_ids: Sequence[str], now: float) -> int:
+        diverted = 0
+        for delivery_id in delivery_ids:
+            delivery = self.deliveries.get(delivery_id)
+            if (
+                delivery is None
+                or delivery.status is not DeliveryStatus.SENDING
+                or self.leases.get(delivery_id) != worker_id
+            ):
+                continue
+            self._unlease(delivery, now)
+            self.deliveries[delivery_id] = dataclasses.replace(
+                self.deliveries[delivery_id], fallback=True, attempts=0
+            )
+            diverted += 1
+        return diverted
+
+    async def endpoint_gates(self, endpoint_ids: Collection[str]) -> dict[str, Gate]:
+        return {e: self.gates[e] for e in endpoint_ids if e in self.gates}
+
+    async def tripped_breakers(self, *, limit: int) -> dict[str, Gate]:
+        tripped = sorted(
+            (e, g) for e, g in self.gates.items() if g.breaker.state is not BreakerState.CLOSED
+        )
+        return dict(tripped[:limit])
 
     async def recover(self, *, now: float) -> int:
         sending = [d for d in self.deliveries.values() if d.status is DeliveryStatus.SENDING]

@@ -61,11 +61,14 @@ from hookd.domain.models import (
     Delivery,
     DeliveryStatus,
     Endpoint,
-    EndpointRateLimit,
     Event,
     EventType,
     PublishResult,
 )
+from hookd.policy.admission import BreakerChange as BreakerChange
+from hookd.policy.admission import Gate as Gate
+from hookd.policy.admission import ThrottleGrant as ThrottleGrant
+from hookd.policy.admission import ThrottleRequest as ThrottleRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,20 +138,6 @@ T = TypeVar("T")
 class Page(Generic[T]):
     items: list[T]
     next_cursor: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ThrottleRequest:
-    endpoint_id: str
-    wanted: int  # tokens (deliveries to send now)
-    rate_limit: EndpointRateLimit | None  # None: no bucket, all that is wanted is granted
-
-
-@dataclass(frozen=True, slots=True)
-class ThrottleGrant:
-    granted: int  # deliveries that may be sent now
-    tokens: float  # left in the bucket afterwards (0.0 without a rate limit)
-    backoff_until: float  # nothing is sent before this (0.0: no back-off)
 
 
 class Store(Protocol):
@@ -260,7 +249,9 @@ class Store(Protocol):
 
     async def record(
         self, *, worker_id: str, results: Sequence[AttemptResult], now: float
-    ) -> None: ...
+    ) -> list[BreakerChange]:
+        """Store the attempts and apply the results (see the module docstring); returns the
+        circuit-breaker transitions the results caused."""
 
     async def release(self, *, worker_id: str, delivery_ids: Sequence[str], now: float) -> int:
         """Give back leases without an attempt (graceful shutdown); they are due again at once."""
@@ -275,6 +266,17 @@ class Store(Protocol):
 
     async def back_off(self, *, until: Mapping[str, float], now: float) -> None:
         """Send nothing to these endpoints before the given times (endpoint id -> time)."""
+
+    async def divert(self, *, worker_id: str, delivery_ids: Sequence[str], now: float) -> int:
+        """Give back leases without an attempt, each delivery due at once at its endpoint's
+        fallback URL with a fresh attempt budget (`fallback` set): its breaker stayed open too
+        long. Like `release`, a delivery whose endpoint is no longer active is parked."""
+
+    async def endpoint_gates(self, endpoint_ids: Collection[str]) -> dict[str, Gate]:
+        """The shared sending state of these endpoints (those that have one), by id."""
+
+    async def tripped_breakers(self, *, limit: int) -> dict[str, Gate]:
+        """Up to `limit` endpoints whose circuit breaker is not closed (metrics), by id."""
 
     async def recover(self, *, now: float) -> int:
         """At start-up, free leases that no live worker can hold (returns how many)."""

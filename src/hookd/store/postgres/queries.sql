@@ -37,11 +37,11 @@ RETURNING id, prefix, key_hash, tenant_id, name, created_at, revoked_at;
 INSERT INTO endpoints (id, tenant_id, url, name, description, event_types, secrets, headers,
                        timeout, retry_policy, status, status_reason, metadata, created_at,
                        updated_at, filter, rate_limit, default_priority, max_in_flight,
-                       ordering, disable_after, fallback_url)
+                       ordering, disable_after, fallback_url, breaker, fallback_after)
 VALUES (:id, :tenant_id, :url, :name, :description, :event_types, :secrets, :headers,
         :timeout, :retry_policy, :status, :status_reason, :metadata, :created_at, :updated_at,
         :filter, :rate_limit, :default_priority, :max_in_flight, :ordering,
-        :disable_after, :fallback_url);
+        :disable_after, :fallback_url, :breaker, :fallback_after);
 
 -- name: lock_endpoint_status
 SELECT status FROM endpoints WHERE id = :id AND tenant_id = :tenant_id FOR UPDATE;
@@ -53,7 +53,8 @@ SET url = :url, name = :name, description = :description, event_types = :event_t
     status = :status, status_reason = :status_reason, metadata = :metadata,
     updated_at = :updated_at, filter = :filter, rate_limit = :rate_limit,
     default_priority = :default_priority, max_in_flight = :max_in_flight, ordering = :ordering,
-    disable_after = :disable_after, fallback_url = :fallback_url
+    disable_after = :disable_after, fallback_url = :fallback_url, breaker = :breaker,
+    fallback_after = :fallback_after
 WHERE id = :id AND tenant_id = :tenant_id;
 
 -- name: get_endpoint
@@ -82,6 +83,13 @@ RETURNING tenant_id;
 -- name: park_endpoint_deliveries
 UPDATE deliveries SET status = 'parked', updated_at = :now
 WHERE endpoint_id = :endpoint_id AND status = 'pending';
+
+-- name: breaker_closed
+-- Its probe closed an endpoint's breaker: what waited for it (due by :until, the end of the
+-- probe's wait) is due now.
+UPDATE deliveries SET next_attempt_at = :now, updated_at = :now
+WHERE endpoint_id = :endpoint_id AND status = 'pending' AND next_attempt_at > :now
+  AND next_attempt_at <= :until;
 
 -- name: resume_endpoint_deliveries
 UPDATE deliveries SET status = 'pending', next_attempt_at = :now, updated_at = :now
@@ -402,44 +410,49 @@ SET status = CASE
     lease_owner = NULL, next_attempt_at = :until, updated_at = :now
 WHERE id = :id AND lease_owner = :worker_id AND status = 'sending';
 
--- name: take_tokens
--- One atomic statement for a claim batch's endpoints: refill each bucket, take up to `wanted`
--- whole tokens (all of them without a rate; none while backing off); a new bucket starts full.
--- The upsert locks each row while it computes from the row's latest version, so grants by
--- concurrent workers never overlap; rows are taken in endpoint order (no deadlocks). The
--- arithmetic is hookd.policy.ratelimit.grant's.
-INSERT INTO endpoint_throttle AS t (endpoint_id, rate, burst, tokens, granted, updated_at)
-SELECT r.endpoint_id, r.rate, r.burst,
-       CASE WHEN r.rate IS NULL THEN 0.0 ELSE r.burst - least(r.wanted, r.burst) END,
-       CASE WHEN r.rate IS NULL THEN r.wanted ELSE least(r.wanted, r.burst)::int END,
-       :now::float8
-FROM unnest(:endpoint_ids::text[], :rates::float8[], :bursts::float8[], :wanted::int[])
-     AS r(endpoint_id, rate, burst, wanted)
-ORDER BY r.endpoint_id
-ON CONFLICT (endpoint_id) DO UPDATE
-SET granted = CASE
-        WHEN t.backoff_until > excluded.updated_at THEN 0
-        WHEN excluded.rate IS NULL THEN excluded.granted
-        ELSE least(excluded.granted, floor(least(excluded.burst, t.tokens + excluded.rate
-                   * greatest(excluded.updated_at - t.updated_at, 0.0))))::int END,
-    tokens = CASE
-        WHEN excluded.rate IS NULL THEN 0.0
-        WHEN t.backoff_until > excluded.updated_at
-        THEN least(excluded.burst, t.tokens + excluded.rate
-                   * greatest(excluded.updated_at - t.updated_at, 0.0))
-        ELSE least(excluded.burst, t.tokens + excluded.rate
-                   * greatest(excluded.updated_at - t.updated_at, 0.0))
-             - least(excluded.granted, floor(least(excluded.burst, t.tokens + excluded.rate
-                     * greatest(excluded.updated_at - t.updated_at, 0.0)))) END,
-    rate = excluded.rate, burst = excluded.burst,
-    updated_at = greatest(t.updated_at, excluded.updated_at)
-RETURNING endpoint_id, granted, tokens, backoff_until;
+-- name: ensure_gates
+-- A claim batch's endpoints each get a row (a fresh gate) so that lock_gates can lock it.
+INSERT INTO endpoint_gates (endpoint_id, updated_at)
+SELECT e, :now::float8 FROM unnest(:ids::text[]) AS e ORDER BY e
+ON CONFLICT (endpoint_id) DO NOTHING;
+
+-- name: lock_gates
+-- Locked in endpoint order (one lock order for every worker process) until the transaction
+-- saves what hookd.policy.admission decided.
+SELECT endpoint_id, tokens, updated_at, backoff_until, breaker FROM endpoint_gates
+WHERE endpoint_id = ANY(:ids::text[]) ORDER BY endpoint_id FOR UPDATE;
+
+-- name: gates_for
+SELECT endpoint_id, tokens, updated_at, backoff_until, breaker FROM endpoint_gates
+WHERE endpoint_id = ANY(:ids::text[]);
+
+-- name: save_gates
+UPDATE endpoint_gates AS t
+SET tokens = g.tokens, updated_at = g.updated_at, backoff_until = g.backoff_until,
+    breaker_state = g.breaker_state, breaker = g.breaker
+FROM unnest(:endpoint_ids::text[], :tokens::float8[], :updated_at::float8[],
+            :backoff_until::float8[], :breaker_state::text[], :breaker::text[])
+     AS g(endpoint_id, tokens, updated_at, backoff_until, breaker_state, breaker)
+WHERE t.endpoint_id = g.endpoint_id;
+
+-- name: tripped_breakers
+SELECT endpoint_id, tokens, updated_at, backoff_until, breaker FROM endpoint_gates
+WHERE breaker_state <> 'closed' ORDER BY endpoint_id LIMIT :limit;
 
 -- name: back_off
 -- A back-off already set is never shortened.
-INSERT INTO endpoint_throttle AS t (endpoint_id, tokens, updated_at, backoff_until)
-SELECT b.endpoint_id, 0.0, :now::float8, b.until
+INSERT INTO endpoint_gates AS t (endpoint_id, updated_at, backoff_until)
+SELECT b.endpoint_id, :now::float8, b.until
 FROM unnest(:endpoint_ids::text[], :until::float8[]) AS b(endpoint_id, until)
 ORDER BY b.endpoint_id
 ON CONFLICT (endpoint_id) DO UPDATE
 SET backoff_until = greatest(t.backoff_until, excluded.backoff_until);
+
+-- name: divert_leases
+-- Held back by a breaker open too long: due at once at the fallback URL, a fresh budget.
+UPDATE deliveries
+SET status = CASE
+        WHEN (SELECT e.status FROM endpoints e WHERE e.id = deliveries.endpoint_id) = 'active'
+        THEN 'pending' ELSE 'parked' END,
+    lease_owner = NULL, next_attempt_at = :now, updated_at = :now, fallback = true, attempts = 0
+WHERE lease_owner = :worker_id AND status = 'sending' AND id = ANY(:ids::text[]);

@@ -46,14 +46,18 @@ from hookd.domain.models import (
     EventType,
     PublishResult,
 )
+from hookd.policy import admission
+from hookd.policy.breaker import BreakerState
 from hookd.policy.patterns import PatternSet
 from hookd.store import codec
 from hookd.store.port import (
     ApiKey,
     AttemptSample,
+    BreakerChange,
     DeliveryCount,
     DeliveryFilter,
     EventFilter,
+    Gate,
     Page,
     QueueCounts,
     ThrottleGrant,
@@ -817,9 +821,11 @@ class PostgresStore:
         claimed.sort(key=lambda c: -c.priority)  # RETURNING keeps no order
         return claimed
 
-    async def record(self, *, worker_id: str, results: Sequence[AttemptResult], now: float) -> None:
+    async def record(
+        self, *, worker_id: str, results: Sequence[AttemptResult], now: float
+    ) -> list[BreakerChange]:
         if not results:
-            return
+            return []
         attempts = [codec.attempt_to_params(r.attempt) for r in results]
         columns = [list(column) for column in zip(*attempts, strict=True)]
         columns[8] = [_pg_text(v) for v in columns[8]]  # error
@@ -855,6 +861,8 @@ class PostgresStore:
         }
         # endpoints whose delivery ended: if FIFO, their next delivery may go
         ended = {r.attempt.endpoint_id for r in results if r.status in ENDED_STATUSES}
+        outcomes = admission.breaker_outcomes(results)
+        breaker_changes: list[BreakerChange] = []
         async with self._transaction("record") as conn:
             await conn.execute(Q["insert_attempts"].sql, *columns)
             await conn.executemany(complete.sql, updates)
@@ -888,8 +896,25 @@ class PostgresStore:
                         changed["tenant_id"], endpoint_id, changed["url"], reason, now
                     )
                     await self._publish_disabled(conn, event, endpoint_id)
+            if outcomes:
+                gates = await self._lock_gates(conn, list(outcomes), now)
+                settled: dict[str, Gate] = {}
+                for endpoint_id, endpoint_outcomes in outcomes.items():
+                    before = gates[endpoint_id]
+                    settled[endpoint_id], transitions = admission.settle(
+                        before, endpoint_outcomes, now
+                    )
+                    breaker_changes.extend(transitions)
+                    if admission.probe_closed(transitions):
+                        params = {"endpoint_id": endpoint_id, "now": now}
+                        await self._run(
+                            conn, "breaker_closed", {**params, "until": before.breaker.until}
+                        )
+                        await self._notify(conn, self.wakeup_channel)
+                await self._save_gates(conn, settled)
         for endpoint_id in disables:
             self._forget_endpoint(endpoint_id)
+        return breaker_changes
 
     async def release(self, *, worker_id: str, delivery_ids: Sequence[str], now: float) -> int:
         if not delivery_ids:
@@ -920,23 +945,59 @@ class PostgresStore:
     ) -> dict[str, ThrottleGrant]:
         if not requests:
             return {}
-        limits = [r.rate_limit for r in requests]
-        rows = await self._fetch(
-            "take_tokens",
-            {
-                "now": now,
-                "endpoint_ids": [r.endpoint_id for r in requests],
-                "rates": [None if lim is None else lim.per_second for lim in limits],
-                "bursts": [None if lim is None else float(lim.burst) for lim in limits],
-                "wanted": [r.wanted for r in requests],
-            },
-        )
-        return {
-            r["endpoint_id"]: ThrottleGrant(
-                granted=r["granted"], tokens=r["tokens"], backoff_until=r["backoff_until"]
-            )
-            for r in rows
+        # Unlocked first: an endpoint with no rate limit and a closed breaker is granted all it
+        # wants without a write (a breaker opening meanwhile is no different from one opening
+        # just after). The others are decided on under their rows' locks.
+        ids = sorted({r.endpoint_id for r in requests})
+        seen = {
+            r["endpoint_id"]: codec.gate_from_row(_row(r))
+            for r in await self._fetch("gates_for", {"ids": ids})
         }
+        grants: dict[str, ThrottleGrant] = {}
+        locked: list[ThrottleRequest] = []
+        for request in requests:
+            gate = seen.get(request.endpoint_id)
+            if request.rate_limit is None and (
+                gate is None or gate.breaker.state is BreakerState.CLOSED
+            ):
+                grants[request.endpoint_id] = admission.admit(
+                    gate or Gate(updated_at=now), request, now
+                )[1]
+            else:
+                locked.append(request)
+        if locked:
+            async with self._transaction("throttle") as conn:
+                gates = await self._lock_gates(conn, [r.endpoint_id for r in locked], now)
+                changed: dict[str, Gate] = {}
+                for request in locked:
+                    gate = gates[request.endpoint_id]
+                    after, grants[request.endpoint_id] = admission.admit(gate, request, now)
+                    if after != gate:
+                        changed[request.endpoint_id] = after
+                await self._save_gates(conn, changed)
+        return grants
+
+    async def _lock_gates(
+        self, conn: _Conn, endpoint_ids: Sequence[str], now: float
+    ) -> dict[str, Gate]:
+        ids = sorted(set(endpoint_ids))
+        await self._run(conn, "ensure_gates", {"ids": ids, "now": now})
+        query = Q["lock_gates"]
+        rows = await conn.fetch(query.sql, *query.args({"ids": ids}))
+        return {r["endpoint_id"]: codec.gate_from_row(_row(r)) for r in rows}
+
+    async def _save_gates(self, conn: _Conn, gates: Mapping[str, Gate]) -> None:
+        if not gates:
+            return
+        rows = [codec.gate_to_params(e, g) for e, g in sorted(gates.items())]
+        columns = {
+            "endpoint_ids": [r["endpoint_id"] for r in rows],
+            **{
+                k: [r[k] for r in rows]
+                for k in ("tokens", "updated_at", "backoff_until", "breaker_state", "breaker")
+            },
+        }
+        await self._run(conn, "save_gates", columns)
 
     async def back_off(self, *, until: Mapping[str, float], now: float) -> None:
         if until:
@@ -944,6 +1005,27 @@ class PostgresStore:
                 "back_off",
                 {"now": now, "endpoint_ids": list(until), "until": list(until.values())},
             )
+
+    async def divert(self, *, worker_id: str, delivery_ids: Sequence[str], now: float) -> int:
+        if not delivery_ids:
+            return 0
+        async with self._transaction("divert") as conn:
+            diverted = await self._run(
+                conn,
+                "divert_leases",
+                {"worker_id": worker_id, "ids": list(delivery_ids), "now": now},
+            )
+            if diverted:
+                await self._notify(conn, self.wakeup_channel)
+        return diverted
+
+    async def endpoint_gates(self, endpoint_ids: Collection[str]) -> dict[str, Gate]:
+        rows = await self._fetch("gates_for", {"ids": sorted(set(endpoint_ids))})
+        return {r["endpoint_id"]: codec.gate_from_row(_row(r)) for r in rows}
+
+    async def tripped_breakers(self, *, limit: int) -> dict[str, Gate]:
+        rows = await self._fetch("tripped_breakers", {"limit": limit})
+        return {r["endpoint_id"]: codec.gate_from_row(_row(r)) for r in rows}
 
     async def recover(self, *, now: float) -> int:
         return 0  # other processes may hold these leases: they expire instead

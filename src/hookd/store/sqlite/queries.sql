@@ -34,11 +34,11 @@ WHERE id = :id AND revoked_at IS NULL AND (:tenant_id IS NULL OR tenant_id = :te
 INSERT INTO endpoints (id, tenant_id, url, name, description, event_types, secrets, headers,
                        timeout, retry_policy, status, status_reason, metadata, created_at,
                        updated_at, filter, rate_limit, default_priority, max_in_flight,
-                       ordering, disable_after, fallback_url)
+                       ordering, disable_after, fallback_url, breaker, fallback_after)
 VALUES (:id, :tenant_id, :url, :name, :description, :event_types, :secrets, :headers,
         :timeout, :retry_policy, :status, :status_reason, :metadata, :created_at, :updated_at,
         :filter, :rate_limit, :default_priority, :max_in_flight, :ordering,
-        :disable_after, :fallback_url);
+        :disable_after, :fallback_url, :breaker, :fallback_after);
 
 -- name: update_endpoint
 UPDATE endpoints
@@ -47,7 +47,8 @@ SET url = :url, name = :name, description = :description, event_types = :event_t
     status = :status, status_reason = :status_reason, metadata = :metadata,
     updated_at = :updated_at, filter = :filter, rate_limit = :rate_limit,
     default_priority = :default_priority, max_in_flight = :max_in_flight, ordering = :ordering,
-    disable_after = :disable_after, fallback_url = :fallback_url
+    disable_after = :disable_after, fallback_url = :fallback_url, breaker = :breaker,
+    fallback_after = :fallback_after
 WHERE id = :id AND tenant_id = :tenant_id;
 
 -- name: existing_deliveries
@@ -96,6 +97,13 @@ WHERE id = :id AND (:tenant_id IS NULL OR tenant_id = :tenant_id);
 -- name: park_endpoint_deliveries
 UPDATE deliveries SET status = 'parked', updated_at = :now
 WHERE endpoint_id = :endpoint_id AND status = 'pending';
+
+-- name: breaker_closed
+-- Its probe closed an endpoint's breaker: what waited for it (due by :until, the end of the
+-- probe's wait) is due now.
+UPDATE deliveries SET next_attempt_at = :now, updated_at = :now
+WHERE endpoint_id = :endpoint_id AND status = 'pending' AND next_attempt_at > :now
+  AND next_attempt_at <= :until;
 
 -- name: resume_endpoint_deliveries
 UPDATE deliveries SET status = 'pending', next_attempt_at = :now, updated_at = :now
@@ -389,44 +397,39 @@ SET status = CASE
     lease_owner = NULL, next_attempt_at = ?1, updated_at = ?2
 WHERE id = ?3 AND lease_owner = ?4 AND status = 'sending';
 
--- name: take_tokens
--- One statement for a claim batch's endpoints (:requests, a JSON array of
--- [endpoint_id, rate or null, burst or null, wanted]): refill each bucket, take up to `wanted`
--- whole tokens (all of them without a rate; none while backing off); a new bucket starts full.
--- The arithmetic is hookd.policy.ratelimit.grant's.
-INSERT INTO endpoint_throttle AS t (endpoint_id, rate, burst, tokens, granted, updated_at)
-SELECT json_extract(r.value, '$[0]'), json_extract(r.value, '$[1]'),
-       json_extract(r.value, '$[2]'),
-       CASE WHEN json_extract(r.value, '$[1]') IS NULL THEN 0.0
-            ELSE json_extract(r.value, '$[2]')
-                 - min(json_extract(r.value, '$[3]'), json_extract(r.value, '$[2]')) END,
-       CASE WHEN json_extract(r.value, '$[1]') IS NULL THEN json_extract(r.value, '$[3]')
-            ELSE min(json_extract(r.value, '$[3]'), json_extract(r.value, '$[2]')) END,
-       :now
-FROM json_each(:requests) AS r WHERE true
+-- name: gates_for
+-- The shared sending state of the endpoints in :ids (a JSON array); hookd.policy.admission
+-- decides on it in the writer, which saves what changed with save_gate.
+SELECT endpoint_id, tokens, updated_at, backoff_until, breaker FROM endpoint_gates
+WHERE endpoint_id IN (SELECT value FROM json_each(:ids));
+
+-- name: save_gate
+INSERT INTO endpoint_gates (endpoint_id, tokens, updated_at, backoff_until, breaker_state, breaker)
+VALUES (:endpoint_id, :tokens, :updated_at, :backoff_until, :breaker_state, :breaker)
 ON CONFLICT (endpoint_id) DO UPDATE
-SET granted = CASE
-        WHEN t.backoff_until > excluded.updated_at THEN 0
-        WHEN excluded.rate IS NULL THEN excluded.granted
-        ELSE min(excluded.granted, CAST(min(excluded.burst, t.tokens + excluded.rate
-                 * max(excluded.updated_at - t.updated_at, 0.0)) AS INTEGER)) END,
-    tokens = CASE
-        WHEN excluded.rate IS NULL THEN 0.0
-        WHEN t.backoff_until > excluded.updated_at
-        THEN min(excluded.burst, t.tokens + excluded.rate
-                 * max(excluded.updated_at - t.updated_at, 0.0))
-        ELSE min(excluded.burst, t.tokens + excluded.rate
-                 * max(excluded.updated_at - t.updated_at, 0.0))
-             - min(excluded.granted, CAST(min(excluded.burst, t.tokens + excluded.rate
-                   * max(excluded.updated_at - t.updated_at, 0.0)) AS INTEGER)) END,
-    rate = excluded.rate, burst = excluded.burst,
-    updated_at = max(t.updated_at, excluded.updated_at)
-RETURNING endpoint_id, granted, tokens, backoff_until;
+SET tokens = excluded.tokens, updated_at = excluded.updated_at,
+    backoff_until = excluded.backoff_until, breaker_state = excluded.breaker_state,
+    breaker = excluded.breaker;
+
+-- name: tripped_breakers
+SELECT endpoint_id, tokens, updated_at, backoff_until, breaker FROM endpoint_gates
+WHERE breaker_state <> 'closed' ORDER BY endpoint_id LIMIT :limit;
 
 -- name: back_off
 -- :until is a JSON array of [endpoint_id, time]; a back-off already set is never shortened.
-INSERT INTO endpoint_throttle AS t (endpoint_id, tokens, updated_at, backoff_until)
-SELECT json_extract(b.value, '$[0]'), 0.0, :now, json_extract(b.value, '$[1]')
+INSERT INTO endpoint_gates AS t (endpoint_id, updated_at, backoff_until)
+SELECT json_extract(b.value, '$[0]'), :now, json_extract(b.value, '$[1]')
 FROM json_each(:until) AS b WHERE true
 ON CONFLICT (endpoint_id) DO UPDATE
 SET backoff_until = max(t.backoff_until, excluded.backoff_until);
+
+-- name: divert_leases
+-- Held back by a breaker open too long: due at once at the fallback URL, a fresh budget.
+UPDATE deliveries
+SET status = CASE
+        WHEN (SELECT status FROM endpoints WHERE endpoints.id = deliveries.endpoint_id)
+             = 'active'
+        THEN 'pending' ELSE 'parked' END,
+    lease_owner = NULL, next_attempt_at = :now, updated_at = :now, fallback = 1, attempts = 0
+WHERE lease_owner = :worker_id AND status = 'sending'
+  AND id IN (SELECT value FROM json_each(:ids));

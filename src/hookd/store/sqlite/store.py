@@ -38,14 +38,17 @@ from hookd.domain.models import (
     EventType,
     PublishResult,
 )
+from hookd.policy import admission
 from hookd.policy.patterns import PatternSet
 from hookd.store import codec
 from hookd.store.port import (
     ApiKey,
     AttemptSample,
+    BreakerChange,
     DeliveryCount,
     DeliveryFilter,
     EventFilter,
+    Gate,
     Page,
     QueueCounts,
     ThrottleGrant,
@@ -599,7 +602,9 @@ class SqliteStore:
 
         return await self._write(run)
 
-    async def record(self, *, worker_id: str, results: Sequence[AttemptResult], now: float) -> None:
+    async def record(
+        self, *, worker_id: str, results: Sequence[AttemptResult], now: float
+    ) -> list[BreakerChange]:
         attempts = [codec.attempt_to_params(r.attempt) for r in results]
         updates = [
             (
@@ -622,8 +627,9 @@ class SqliteStore:
         succeeded, failed = _health(results)
         # endpoints whose delivery ended: if FIFO, their next delivery may go
         ended = sorted({r.attempt.endpoint_id for r in results if r.status in ENDED_STATUSES})
+        outcomes = admission.breaker_outcomes(results)
 
-        def run(conn: sqlite3.Connection) -> None:
+        def run(conn: sqlite3.Connection) -> list[BreakerChange]:
             # Attempts whose delivery was deleted meanwhile are dropped with it.
             ids_json = codec.dumps([a[1] for a in attempts])
             live = {row[0] for row in conn.execute(Q["existing_deliveries"], {"ids": ids_json})}
@@ -655,10 +661,12 @@ class SqliteStore:
                 conn.execute(
                     Q["promote_fifo_heads"], {"endpoint_ids": codec.dumps(ended), "now": now}
                 )
+            return _settle_breakers(conn, outcomes, now)
 
-        await self._write(run)
+        changes = await self._write(run)
         for endpoint_id in disables:
             self._forget_endpoint(endpoint_id)
+        return changes
 
     async def release(self, *, worker_id: str, delivery_ids: Sequence[str], now: float) -> int:
         params = {"worker_id": worker_id, "ids": codec.dumps(list(delivery_ids)), "now": now}
@@ -674,32 +682,44 @@ class SqliteStore:
     ) -> dict[str, ThrottleGrant]:
         if not requests:
             return {}
-        params = {
-            "now": now,
-            "requests": codec.dumps(
-                [
-                    [
-                        r.endpoint_id,
-                        None if r.rate_limit is None else r.rate_limit.per_second,
-                        None if r.rate_limit is None else float(r.rate_limit.burst),
-                        r.wanted,
-                    ]
-                    for r in requests
-                ]
-            ),
-        }
-        rows = await self._write(lambda c: c.execute(Q["take_tokens"], params).fetchall())
-        return {
-            r["endpoint_id"]: ThrottleGrant(
-                granted=int(r["granted"]), tokens=r["tokens"], backoff_until=r["backoff_until"]
-            )
-            for r in rows
-        }
+
+        def run(conn: sqlite3.Connection) -> dict[str, ThrottleGrant]:
+            gates = _load_gates(conn, [r.endpoint_id for r in requests])
+            grants: dict[str, ThrottleGrant] = {}
+            changed = []
+            for request in requests:
+                before = gates.get(request.endpoint_id)
+                gate, grants[request.endpoint_id] = admission.admit(
+                    before or Gate(updated_at=now), request, now
+                )
+                if gate != before and gate != Gate(updated_at=now):
+                    changed.append(codec.gate_to_params(request.endpoint_id, gate))
+            if changed:
+                conn.executemany(Q["save_gate"], changed)
+            return grants
+
+        return await self._write(run)
 
     async def back_off(self, *, until: Mapping[str, float], now: float) -> None:
         if until:
             params = {"now": now, "until": codec.dumps([[e, t] for e, t in until.items()])}
             await self._write(lambda c: c.execute(Q["back_off"], params).rowcount)
+
+    async def divert(self, *, worker_id: str, delivery_ids: Sequence[str], now: float) -> int:
+        if not delivery_ids:
+            return 0
+        params = {"worker_id": worker_id, "ids": codec.dumps(list(delivery_ids)), "now": now}
+        return await self._write(lambda c: c.execute(Q["divert_leases"], params).rowcount)
+
+    async def endpoint_gates(self, endpoint_ids: Collection[str]) -> dict[str, Gate]:
+        ids = list(endpoint_ids)
+        return await self._read(lambda c: _load_gates(c, ids))
+
+    async def tripped_breakers(self, *, limit: int) -> dict[str, Gate]:
+        rows = await self._read(
+            lambda c: c.execute(Q["tripped_breakers"], {"limit": limit}).fetchall()
+        )
+        return {r["endpoint_id"]: codec.gate_from_row(r) for r in rows}
 
     async def recover(self, *, now: float) -> int:
         if not self._exclusive:
@@ -812,3 +832,29 @@ def _page(items: list[T], limit: int) -> Page[T]:
         last = items[-1]
         return Page(items, getattr(last, "id", None))
     return Page(items, None)
+
+
+def _load_gates(conn: sqlite3.Connection, endpoint_ids: Sequence[str]) -> dict[str, Gate]:
+    rows = conn.execute(Q["gates_for"], {"ids": codec.dumps(endpoint_ids)})
+    return {r["endpoint_id"]: codec.gate_from_row(r) for r in rows}
+
+
+def _settle_breakers(
+    conn: sqlite3.Connection, outcomes: Mapping[str, list[admission.BreakerOutcome]], now: float
+) -> list[BreakerChange]:
+    """Apply attempt outcomes to their endpoints' breakers (inside the record transaction)."""
+    if not outcomes:
+        return []
+    gates = _load_gates(conn, list(outcomes))
+    changes: list[BreakerChange] = []
+    rows = []
+    for endpoint_id, results in outcomes.items():
+        before = gates.get(endpoint_id, Gate(updated_at=now))
+        gate, changed = admission.settle(before, results, now)
+        rows.append(codec.gate_to_params(endpoint_id, gate))
+        changes.extend(changed)
+        if admission.probe_closed(changed):
+            params = {"endpoint_id": endpoint_id, "now": now, "until": before.breaker.until}
+            conn.execute(Q["breaker_closed"], params)
+    conn.executemany(Q["save_gate"], rows)
+    return changes
