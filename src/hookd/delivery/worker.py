@@ -47,8 +47,12 @@ log = logging.getLogger("hookd.worker")
 
 #: Longest wait between claims while the database is unavailable (seconds).
 _MAX_BACKOFF = 5.0
-#: A delivery held back by its endpoint's concurrency limit waits at least this long (seconds)...
+#: A delivery held back by its endpoint's concurrency limit waits at least this long (seconds),
+#: doubling with each claim batch that finds the endpoint still saturated (none of its requests
+#: has finished since), up to `_MAX_BUSY_DELAY`: an endpoint that hangs is not re-claimed in a
+#: tight loop before its first timeout tells how slow it is...
 _BUSY_DELAY = 0.05
+_MAX_BUSY_DELAY = 5.0
 #: ... and a held-back delivery (busy endpoint, rate limit) at most this long before another look.
 _MAX_DEFER = 30.0
 #: Granted deliveries held here for an endpoint's slots should be sent within about this long
@@ -143,6 +147,7 @@ class Worker:
         self._latency: dict[str, float] = {}
         self._sending_since: dict[str, dict[str, float]] = {}  # endpoint -> delivery -> start
         self._backoff: dict[str, float] = {}
+        self._busy_delay: dict[str, float] = {}  # see _BUSY_DELAY
         self._backoffs_to_share: dict[str, float] = {}
         # per endpoint: deliveries granted but waiting here for one of its slots (at most its
         # max_in_flight of them, so a wait is short beside the lease); started as slots free up
@@ -344,6 +349,9 @@ class Worker:
                     position,
                     over_concurrency=granted + position > request.wanted,
                 )
+            if granted + len(rest) > request.wanted:  # saturated: look later next time
+                busy = self._busy_delay.get(endpoint_id, _BUSY_DELAY)
+                self._busy_delay[endpoint_id] = min(busy * 2, _MAX_BUSY_DELAY)
         if diverted:
             log.warning(
                 "%d deliveries go to fallback URLs: their endpoints' breakers stayed open",
@@ -433,7 +441,8 @@ class Worker:
             wait = ratelimit.wait_for(grant.tokens, endpoint.rate_limit.per_second, position)
         if over_concurrency:  # roughly when a slot will be free for it (after those waiting)
             rounds = 1 - (-position // self.max_in_flight(endpoint))
-            wait = max(wait, _BUSY_DELAY, rounds * self._response_time(endpoint.id, now))
+            busy = self._busy_delay.get(endpoint.id, _BUSY_DELAY)
+            wait = max(wait, busy, rounds * self._response_time(endpoint.id, now))
         return now + min(max(wait, 0.001), _MAX_DEFER)
 
     def _response_time(self, endpoint_id: str, now: float) -> float:
@@ -453,6 +462,7 @@ class Worker:
 
     def _finished(self, delivery_id: str, endpoint_id: str, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(delivery_id, None)
+        self._busy_delay.pop(endpoint_id, None)  # it answers: a slot is free again
         self._endpoint_in_flight[endpoint_id] -= 1
         if self._endpoint_in_flight[endpoint_id] <= 0:
             del self._endpoint_in_flight[endpoint_id]
