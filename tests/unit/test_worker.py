@@ -9,7 +9,7 @@ from pathlib import Path
 from hookd import crypto
 from hookd.config import Settings, WorkerSettings
 from hookd.delivery.sender import Outcome
-from hookd.delivery.worker import Worker, build_headers, redact_headers
+from hookd.delivery.worker import SigningKeys, Worker, build_headers, redact_headers
 from hookd.domain.models import DEFAULT_TENANT, DeliveryStatus, EndpointStatus, Secret
 from hookd.engine import Engine
 from hookd.policy import signing
@@ -139,3 +139,35 @@ def test_worker_ids_are_unique() -> None:
     settings = Settings()
     sender = ScriptedSender({})
     assert Worker(store, sender, settings).id != Worker(store, sender, settings).id
+
+
+def test_signing_keys_are_cached_until_the_endpoint_changes_or_a_grace_ends() -> None:
+    import dataclasses
+    import time
+
+    from hookd.domain.models import Endpoint, EndpointSecret
+    from hookd.policy import retry
+
+    old, new = signing.generate_secret(), signing.generate_secret()
+    now = time.time()
+    endpoint = Endpoint(
+        id="ep_x",
+        tenant_id=DEFAULT_TENANT,
+        url="https://x.example/",
+        event_types=("*",),
+        secrets=(EndpointSecret(Secret(new), now), EndpointSecret(Secret(old), now - 9, now + 60)),
+        retry_policy=retry.DEFAULT_POLICY,
+        timeout=5.0,
+        created_at=now,
+        updated_at=now,
+    )
+    cache = SigningKeys()
+    keys = cache.at(endpoint, now)
+    assert keys == [signing.decode_secret(new), signing.decode_secret(old)]
+    assert cache.at(endpoint, now + 30) is keys  # cached
+    assert cache.at(endpoint, now + 61) == [signing.decode_secret(new)]  # the grace ended
+    rotated = dataclasses.replace(endpoint, secrets=(EndpointSecret(Secret(old), now),))
+    assert cache.at(rotated, now + 62) == [signing.decode_secret(old)]  # a new object
+    body = b'{"a":1}'
+    headers = build_headers(rotated, "dlv_1", body, now, keys=cache.at(rotated, now))
+    signing.verify(old, headers, body, now=now)

@@ -18,10 +18,11 @@ import collections
 import contextlib
 import functools
 import logging
+import math
 import os
 import random
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from hookd.config import Settings
@@ -87,10 +88,19 @@ _LOGGED_HEADERS = frozenset(
 REDACTED = "[redacted]"
 
 
-def build_headers(endpoint: Endpoint, delivery_id: str, body: bytes, now: float) -> dict[str, str]:
-    """The request headers of one attempt: the endpoint's own, then the Standard Webhooks set."""
+def build_headers(
+    endpoint: Endpoint,
+    delivery_id: str,
+    body: bytes,
+    now: float,
+    *,
+    keys: Sequence[bytes] | None = None,
+) -> dict[str, str]:
+    """The request headers of one attempt: the endpoint's own, then the Standard Webhooks set.
+    `keys`: the endpoint's signing keys at `now`, already decoded (see `SigningKeys`)."""
     timestamp = int(now)
-    keys = [signing.decode_secret(s) for s in endpoint.signing_keys_at(now)]
+    if keys is None:
+        keys = [signing.decode_secret(s) for s in endpoint.signing_keys_at(now)]
     headers = dict(endpoint.headers)
     headers["content-type"] = "application/json"
     headers["user-agent"] = USER_AGENT
@@ -98,6 +108,30 @@ def build_headers(endpoint: Endpoint, delivery_id: str, body: bytes, now: float)
     headers["webhook-timestamp"] = str(timestamp)
     headers["webhook-signature"] = signing.signature_header(keys, delivery_id, timestamp, body)
     return headers
+
+
+class SigningKeys:
+    """Endpoints' decoded signing keys, kept until the endpoint changes (the store hands out a
+    new `Endpoint` object then) or one of its secrets' grace period ends."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._max = max_entries
+        self._cache: dict[str, tuple[Endpoint, float, list[bytes]]] = {}
+
+    def at(self, endpoint: Endpoint, now: float) -> list[bytes]:
+        cached = self._cache.get(endpoint.id)
+        if cached is not None and cached[0] is endpoint and now < cached[1]:
+            return cached[2]
+        keys = [signing.decode_secret(s) for s in endpoint.signing_keys_at(now)]
+        expiries = [
+            s.expires_at
+            for s in endpoint.secrets
+            if s.expires_at is not None and s.expires_at > now
+        ]
+        if len(self._cache) >= self._max:
+            self._cache.clear()
+        self._cache[endpoint.id] = (endpoint, min(expiries, default=math.inf), keys)
+        return keys
 
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -148,6 +182,7 @@ class Worker:
         self._sending_since: dict[str, dict[str, float]] = {}  # endpoint -> delivery -> start
         self._backoff: dict[str, float] = {}
         self._busy_delay: dict[str, float] = {}  # see _BUSY_DELAY
+        self._signing_keys = SigningKeys()
         self._backoffs_to_share: dict[str, float] = {}
         # per endpoint: deliveries granted but waiting here for one of its slots (at most its
         # max_in_flight of them, so a wait is short beside the lease); started as slots free up
@@ -503,7 +538,8 @@ class Worker:
     async def _deliver(self, delivery: ClaimedDelivery, endpoint: Endpoint) -> None:
         started = self._clock()
         try:
-            headers = build_headers(endpoint, delivery.id, delivery.body, started)
+            keys = self._signing_keys.at(endpoint, started)
+            headers = build_headers(endpoint, delivery.id, delivery.body, started, keys=keys)
         except Exception as exc:  # e.g. a stored secret that no longer decodes
             log.error("cannot sign delivery %s for %s: %s", delivery.id, endpoint.id, exc)
             outcome = Outcome(
