@@ -1,4 +1,4 @@
-"""hookd.policy.admission: one endpoint's shared gate (bucket, back-off, breaker), time passed in."""
+"""hookd.policy.admission: one endpoint's shared gate (bucket, back-off, breaker), pure."""
 
 from __future__ import annotations
 
