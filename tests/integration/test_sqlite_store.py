@@ -143,3 +143,24 @@ def test_priority_levels_in_the_queries_match_the_bounds() -> None:
     for name in ("claim_due", "next_due_at", "queue_counts"):
         assert sqlite_list in SQ[name], name
         assert pg_array in PG[name].sql, name
+
+
+async def test_only_durable_writes_wait_for_the_disk(tmp_path: Path) -> None:
+    """Publishing syncs (synchronous FULL); the worker's bookkeeping alone does not (NORMAL)."""
+    store = SqliteStore(tmp_path / "s.db", crypto.SecretBox(crypto.generate_key()))
+    await store.open()
+
+    def level(conn: sqlite3.Connection) -> int:
+        return int(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    try:
+        assert await store._write(level) == 2  # FULL
+        assert await store._write(level, durable=False) == 1  # NORMAL
+        assert await store._write(level) == 2
+        # one batch with both kinds: the durable one decides
+        both = await asyncio.gather(
+            store._write(level, durable=False), store._write(level), store._write(level)
+        )
+        assert both[1] == both[2] == 2 and both[0] in (1, 2)
+    finally:
+        await store.close()

@@ -118,7 +118,7 @@ class SqliteStore:
         self._box = box
         self._synchronous = synchronous.upper()
         self._exclusive = exclusive
-        self._writer = Writer(self._connect_writer)
+        self._writer = Writer(self._connect_writer, synchronous=self._synchronous)
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="hookd-sqlite-r")
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
@@ -215,9 +215,15 @@ class SqliteStore:
             self._box.verify_check_value(row[0])
 
     # plumbing ----------------------------------------------------------------------------------
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        """Run `fn` in the writer's next transaction. `durable=False`: the worker's bookkeeping
+        (claims, leases, attempt results, throttling), which need not reach the disk before the
+        caller goes on: a commit made of such writes only is not synced (WAL, synchronous
+        NORMAL), the next durable one syncs it too. Only an operating-system crash or power loss
+        can take them back, and what they would lose is at-least-once safe: a delivery whose
+        result is lost is sent again, with the same webhook-id."""
         try:
-            return await self._writer.submit(fn)
+            return await self._writer.submit(fn, durable=durable)
         except sqlite3.Error as exc:
             raise errors.StoreError(f"sqlite write failed: {exc}") from exc
 
@@ -481,18 +487,36 @@ class SqliteStore:
         exclude: str | None = None,
     ) -> list[PublishResult]:
         """Publish inside the caller's transaction (on the writer thread); no delivery is made
-        for the endpoint `exclude`."""
+        for the endpoint `exclude`.
+
+        The events and their deliveries are inserted with one `executemany` each (not one
+        statement per event): on this thread every statement costs a round trip for the GIL,
+        which the event loop's thread holds most of the time under load. An idempotency key
+        already used by an event of this call that is not inserted yet flushes the rows first,
+        so the lookup sees that event exactly as if each had been inserted in turn.
+        """
         results = []
         fifo: set[str] = set()  # FIFO endpoints that got deliveries (queued)
+        event_rows: list[dict[str, Any]] = []
+        delivery_rows: list[tuple[Any, ...]] = []
+        unflushed_keys: set[tuple[str, str]] = set()  # (tenant, idempotency key) in event_rows
+        matching: dict[tuple[str, str], list[_Target]] = {}  # (tenant, type) -> its targets
+
+        def flush() -> None:
+            conn.executemany(Q["insert_event"], event_rows)
+            conn.executemany(Q["insert_delivery"], delivery_rows)
+            event_rows.clear()
+            delivery_rows.clear()
+            unflushed_keys.clear()
+
         for event in events:
-            if event.idempotency_key is not None:
+            key = event.idempotency_key
+            if key is not None:
+                if (event.tenant_id, key) in unflushed_keys:
+                    flush()
                 row = conn.execute(
                     Q["find_idempotent_event"],
-                    {
-                        "tenant_id": event.tenant_id,
-                        "key": event.idempotency_key,
-                        "since": idempotent_since,
-                    },
+                    {"tenant_id": event.tenant_id, "key": key, "since": idempotent_since},
                 ).fetchone()
                 if row is not None:
                     count = conn.execute(
@@ -500,8 +524,8 @@ class SqliteStore:
                     ).fetchone()[0]
                     results.append(PublishResult(codec.event_from_row(row), count, True))
                     continue
-            conn.execute(
-                Q["insert_event"],
+                unflushed_keys.add((event.tenant_id, key))
+            event_rows.append(
                 {
                     "id": event.id,
                     "tenant_id": event.tenant_id,
@@ -509,32 +533,38 @@ class SqliteStore:
                     "payload": event.payload,
                     "occurred_at": event.occurred_at,
                     "created_at": event.created_at,
-                    "idempotency_key": event.idempotency_key,
+                    "idempotency_key": key,
                     "priority": event.priority,
-                },
+                }
             )
+            targets = matching.get((event.tenant_id, event.type))
+            if targets is None:
+                targets = matching[(event.tenant_id, event.type)] = [
+                    target
+                    for target in self._fanout_targets(conn, event.tenant_id)
+                    if target[1].matches(event.type) and target[0] != exclude
+                ]
             now = event.created_at
-            rows = [
-                (
-                    ids.new_id(ids.DELIVERY, now=now),
-                    event.tenant_id,
-                    event.id,
-                    endpoint_id,
-                    event.type,
-                    "queued" if in_order else "pending" if active else "parked",
-                    default_priority if event.priority is None else event.priority,
-                    now,
-                    now,
-                    now,
+            for endpoint_id, _, active, default_priority, in_order in targets:
+                status = "queued" if in_order else "pending" if active else "parked"
+                if in_order:
+                    fifo.add(endpoint_id)
+                delivery_rows.append(
+                    (
+                        ids.new_id(ids.DELIVERY, now=now),
+                        event.tenant_id,
+                        event.id,
+                        endpoint_id,
+                        event.type,
+                        status,
+                        default_priority if event.priority is None else event.priority,
+                        now,
+                        now,
+                        now,
+                    )
                 )
-                for endpoint_id, patterns, active, default_priority, in_order in (
-                    self._fanout_targets(conn, event.tenant_id)
-                )
-                if patterns.matches(event.type) and endpoint_id != exclude
-            ]
-            conn.executemany(Q["insert_delivery"], rows)
-            fifo.update(r[3] for r in rows if r[5] == "queued")
-            results.append(PublishResult(event, len(rows)))
+            results.append(PublishResult(event, len(targets)))
+        flush()
         if fifo:  # a FIFO endpoint without a head: its oldest queued delivery is next
             params = {"endpoint_ids": codec.dumps(sorted(fifo)), "now": time.time()}
             conn.execute(Q["promote_fifo_heads"], params)
@@ -600,7 +630,7 @@ class SqliteStore:
             claimed.sort(key=lambda c: -c.priority)  # RETURNING keeps no order
             return claimed
 
-        return await self._write(run)
+        return await self._write(run, durable=False)
 
     async def record(
         self, *, worker_id: str, results: Sequence[AttemptResult], now: float
@@ -663,19 +693,23 @@ class SqliteStore:
                 )
             return _settle_breakers(conn, outcomes, now)
 
-        changes = await self._write(run)
+        changes = await self._write(run, durable=False)
         for endpoint_id in disables:
             self._forget_endpoint(endpoint_id)
         return changes
 
     async def release(self, *, worker_id: str, delivery_ids: Sequence[str], now: float) -> int:
         params = {"worker_id": worker_id, "ids": codec.dumps(list(delivery_ids)), "now": now}
-        return await self._write(lambda c: c.execute(Q["release_leases"], params).rowcount)
+        return await self._write(
+            lambda c: c.execute(Q["release_leases"], params).rowcount, durable=False
+        )
 
     async def defer(self, *, worker_id: str, until: Mapping[str, float], now: float) -> None:
         rows = [(due, now, delivery_id, worker_id) for delivery_id, due in until.items()]
         if rows:
-            await self._write(lambda c: c.executemany(Q["defer_lease"], rows).rowcount)
+            await self._write(
+                lambda c: c.executemany(Q["defer_lease"], rows).rowcount, durable=False
+            )
 
     async def throttle(
         self, *, requests: Sequence[ThrottleRequest], now: float
@@ -698,18 +732,20 @@ class SqliteStore:
                 conn.executemany(Q["save_gate"], changed)
             return grants
 
-        return await self._write(run)
+        return await self._write(run, durable=False)
 
     async def back_off(self, *, until: Mapping[str, float], now: float) -> None:
         if until:
             params = {"now": now, "until": codec.dumps([[e, t] for e, t in until.items()])}
-            await self._write(lambda c: c.execute(Q["back_off"], params).rowcount)
+            await self._write(lambda c: c.execute(Q["back_off"], params).rowcount, durable=False)
 
     async def divert(self, *, worker_id: str, delivery_ids: Sequence[str], now: float) -> int:
         if not delivery_ids:
             return 0
         params = {"worker_id": worker_id, "ids": codec.dumps(list(delivery_ids)), "now": now}
-        return await self._write(lambda c: c.execute(Q["divert_leases"], params).rowcount)
+        return await self._write(
+            lambda c: c.execute(Q["divert_leases"], params).rowcount, durable=False
+        )
 
     async def endpoint_gates(self, endpoint_ids: Collection[str]) -> dict[str, Gate]:
         ids = list(endpoint_ids)
@@ -725,7 +761,7 @@ class SqliteStore:
         if not self._exclusive:
             return 0  # another process may hold these leases: let them expire instead
         return await self._write(
-            lambda c: c.execute(Q["recover_all_leases"], {"now": now}).rowcount
+            lambda c: c.execute(Q["recover_all_leases"], {"now": now}).rowcount, durable=False
         )
 
     async def next_due_at(self) -> float | None:

@@ -4,6 +4,10 @@ Every write is a function of a connection, submitted from the event loop. The wr
 all the functions waiting at that moment, runs each inside its own savepoint of one transaction,
 commits once, and then resolves every caller's future. Many concurrent publishes thus share one
 fsync, and one failing function rolls back only itself.
+
+A job is durable (the default: the commit is synced to disk before its caller hears of it) or
+not (the worker's bookkeeping). A batch of non-durable jobs only commits without a sync
+(`synchronous = NORMAL` in WAL mode: still atomic, and the next durable commit syncs it too).
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ T = TypeVar("T")
 
 log = logging.getLogger("hookd.store.sqlite")
 
-_Job = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+_Job = tuple[
+    Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", asyncio.AbstractEventLoop, bool
+]
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -34,8 +40,17 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 
 
 class Writer:
-    def __init__(self, connect: Callable[[], sqlite3.Connection], *, max_batch: int = 1024) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        *,
+        max_batch: int = 1024,
+        synchronous: str = "FULL",
+    ) -> None:
+        """`synchronous`: the level durable commits use (the connection starts at it)."""
         self._connect = connect
+        self._synchronous = synchronous
+        self._current = synchronous
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -55,12 +70,14 @@ class Writer:
             self._thread.join()
             self._thread = None
 
-    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+    def submit(
+        self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True
+    ) -> asyncio.Future[T]:
         if self._thread is None:
             raise RuntimeError("the SQLite writer is not running")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put((fn, future, loop))
+        self._queue.put((fn, future, loop, durable))
         return future
 
     def _run(self) -> None:
@@ -96,8 +113,12 @@ class Writer:
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
+            level = self._synchronous if any(job[3] for job in batch) else "NORMAL"
+            if level != self._current:
+                conn.execute(f"PRAGMA synchronous = {level}")
+                self._current = level
             conn.execute("BEGIN IMMEDIATE")
-            for fn, _, _ in batch:
+            for fn, _, _, _ in batch:
                 conn.execute("SAVEPOINT job")
                 try:
                     result = fn(conn)
@@ -114,7 +135,7 @@ class Writer:
             if conn.in_transaction:
                 conn.rollback()
             outcomes = [(None, exc)] * len(batch)
-        for (_, future, loop), (result, error) in zip(batch, outcomes, strict=True):
+        for (_, future, loop, _), (result, error) in zip(batch, outcomes, strict=True):
             # RuntimeError: the caller's loop has closed; nobody is waiting any more
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, future, result, error)
