@@ -97,14 +97,15 @@ def make_payload(i: int, size: int) -> dict[str, Any]:
 class Receiver:
     """bench/receiver.py in a child process, on 127.0.0.1 and a free port."""
 
-    def __init__(self, *, uvloop: bool) -> None:
+    def __init__(self, *, uvloop: bool, extra_args: tuple[str, ...] = ()) -> None:
         self.uvloop = uvloop
+        self.extra_args = extra_args  # e.g. ("--delay", "1.0") or ("--record",)
         self.port = 0
         self._proc: subprocess.Popen[str] | None = None
         self._session: aiohttp.ClientSession | None = None
 
     def start(self, timeout: float = 15.0) -> None:
-        cmd = [sys.executable, str(HERE / "receiver.py"), "--port", "0"]
+        cmd = [sys.executable, str(HERE / "receiver.py"), "--port", "0", *self.extra_args]
         if not self.uvloop:
             cmd.append("--no-uvloop")
         self._proc = subprocess.Popen(
@@ -123,12 +124,16 @@ class Receiver:
 
     async def count(self) -> int:
         """The receiver's request count, over one kept-alive connection (cheap to poll)."""
+        return int((await self.get_json("/count"))["count"])
+
+    async def get_json(self, path: str) -> Any:
+        """`GET path` on the receiver (`/count`, `/stats`, `/arrivals`), decoded."""
         if self._session is None:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
         async with self._session.get(
-            f"http://127.0.0.1:{self.port}/count", timeout=aiohttp.ClientTimeout(total=10)
+            f"http://127.0.0.1:{self.port}{path}", timeout=aiohttp.ClientTimeout(total=30)
         ) as response:
-            return int((await response.json())["count"])
+            return await response.json()
 
     async def aclose(self) -> None:
         if self._session is not None:

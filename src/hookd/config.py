@@ -22,6 +22,8 @@ from hookd.domain.models import Secret
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 KEY_FILE_NAME = "hookd.key"
+#: The HTTP clients deliveries can go out with (`HOOKD_HTTP_CLIENT`).
+HTTP_CLIENTS = ("native", "aiohttp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,9 @@ class WorkerSettings:
     shutdown_grace: float = 10.0  # seconds in-flight requests get to finish on SIGTERM
     #: requests in flight to one endpoint at once (per process), unless the endpoint sets its own
     endpoint_max_in_flight: int = 32
+    #: the HTTP client deliveries go out with: "native" (hookd.delivery.http1, the fast one) or
+    #: "aiohttp" (hookd.delivery.sender)
+    http_client: str = "native"
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +207,8 @@ class Settings:
             "HOOKD_SHUTDOWN_GRACE": ("shutdown_grace", float),
             "HOOKD_ENDPOINT_MAX_IN_FLIGHT": ("endpoint_max_in_flight", int),
         }
+        if "HOOKD_HTTP_CLIENT" in env:
+            worker["http_client"] = env["HOOKD_HTTP_CLIENT"].strip().lower()
         for target, table in ((values, numbers), (worker, worker_numbers)):
             for var, (name, kind) in table.items():
                 if var in env:
@@ -223,6 +230,10 @@ class Settings:
             (self.disable_after > 0, "HOOKD_DISABLE_AFTER must be positive (seconds)"),
             (self.max_batch_bytes > 0, "HOOKD_MAX_BATCH_BYTES must be positive"),
             (self.worker.concurrency > 0, "HOOKD_WORKER_CONCURRENCY must be positive"),
+            (
+                self.worker.http_client in HTTP_CLIENTS,
+                f"HOOKD_HTTP_CLIENT must be one of {', '.join(HTTP_CLIENTS)}",
+            ),
             (
                 self.worker.endpoint_max_in_flight > 0,
                 "HOOKD_ENDPOINT_MAX_IN_FLIGHT must be positive",

@@ -28,6 +28,7 @@ from jsonschema import Draft202012Validator
 from hookd import crypto, metrics, stats
 from hookd.config import Settings
 from hookd.delivery import probe
+from hookd.delivery.http1 import NativeSender
 from hookd.delivery.sender import HttpSender, Sender
 from hookd.delivery.ssrf import AddressPolicy, validate_url
 from hookd.delivery.worker import Worker
@@ -50,7 +51,9 @@ from hookd.domain.models import (
     PublishResult,
     Secret,
 )
-from hookd.policy import patterns, retry, rotation, schemas, signing
+from hookd.policy import patterns, ratelimit, retry, rotation, schemas, signing
+from hookd.policy.admission import Gate
+from hookd.policy.breaker import BreakerSettings, BreakerState, Transition
 from hookd.store.port import ApiKey, DeliveryFilter, EventFilter, Page, Store
 from hookd.store.sqlite import SqliteStore
 
@@ -74,10 +77,36 @@ MAX_PAGE = 500
 MAX_BATCH = 1000  # events in one batch publish
 MAX_BATCH_PROBLEMS = 1000  # problems listed for one batch (a last one says there were more)
 MAX_FILTER_BYTES = 16 * 1024
+#: Seconds a valid API key's record is reused before the store is asked again, and how many.
+KEY_CACHE_SECONDS = 2.0
+KEY_CACHE_SIZE = 1024
 MAX_IN_FLIGHT = 10_000  # the most an endpoint's `max_in_flight` may be
 MAX_DISABLE_AFTER = 365 * 86400.0  # the most an endpoint's `disable_after` may be (seconds)
 MAX_RATE = 1_000_000  # the most `rate_limit.per_second` and `rate_limit.burst` may be
 VALIDATOR_CACHE = 1024  # compiled event-type schemas kept
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EndpointHealth:
+    """An endpoint's health now (`Engine.endpoint_health`): its status and what its shared
+    sending state (hookd.policy.admission.Gate) says of it. Times are Unix seconds."""
+
+    endpoint_id: str
+    status: EndpointStatus
+    status_reason: str | None
+    last_success_at: float | None
+    failing_since: float | None
+    breaker: BreakerState
+    breaker_until: float | None  # open: when a probe may go; half-open: when the probe is lost
+    cooldown: float  # the cool-down in force (0.0 until it first opens)
+    tripped_at: float | None  # when it last left `closed`
+    successes: int  # in the breaker's window ending now
+    failures: int
+    settings: BreakerSettings
+    history: tuple[Transition, ...]  # the latest transitions, oldest first
+    backoff_until: float | None  # None: not backing off
+    tokens: float | None  # in the rate limit's bucket now; None without a rate limit
+    checked_at: float
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -113,6 +142,18 @@ _RESERVED_HEADERS = frozenset(
 )
 
 
+def default_sender(settings: Settings) -> Sender:
+    """The HTTP client `settings.worker.http_client` names, with the SSRF guard the settings
+    allow."""
+    policy = AddressPolicy(settings.allow_private_networks)
+    client = NativeSender if settings.worker.http_client == "native" else HttpSender
+    return client(
+        policy,
+        max_connections=settings.worker.concurrency,
+        excerpt_bytes=settings.response_excerpt_bytes,
+    )
+
+
 class Engine:
     def __init__(
         self,
@@ -124,15 +165,20 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.store: Store = store or default_store(settings)
-        self._sender = sender or HttpSender(
-            AddressPolicy(settings.allow_private_networks),
-            max_connections=settings.worker.concurrency,
-            excerpt_bytes=settings.response_excerpt_bytes,
-        )
+        # valid API keys' records by key hash, with when to look again (see `authenticate`)
+        self._keys: dict[str, tuple[ApiKey, float]] = {}
+        self._keys_generation = 0
+        self._sender = sender or default_sender(settings)
         #: What was published and delivered, for /metrics (hookd.metrics).
         self.counters = metrics.DeliveryCounters(endpoint_cap=settings.metrics_endpoint_cap)
         self.worker: Worker | None = (
-            Worker(self.store, self._sender, settings, on_result=self.counters.attempt_finished)
+            Worker(
+                self.store,
+                self._sender,
+                settings,
+                on_result=self.counters.attempt_finished,
+                on_breaker=self.counters.breaker_changed,
+            )
             if run_worker
             else None
         )
@@ -221,6 +267,8 @@ class Engine:
                     f"{key_id} is the last active admin key; create another admin key first"
                 )
         revoked = await self.store.revoke_api_key(tenant_id, key_id, now=time.time())
+        self._keys.clear()
+        self._keys_generation += 1
         if revoked is None:  # deleted meanwhile (no adapter deletes keys today)
             raise errors.NotFound("API key", key_id)
         return revoked
@@ -262,10 +310,25 @@ class Engine:
         return record
 
     async def authenticate(self, key: str) -> ApiKey:
-        """The key's record, or `Unauthorized`. The lookup is by hash, so timing reveals nothing."""
-        record = await self.store.find_api_key(crypto.hash_api_key(key))
+        """The key's record, or `Unauthorized`. The lookup is by hash, so timing reveals nothing.
+
+        Valid keys are remembered for `KEY_CACHE_SECONDS` (a busy client costs no database read
+        per request); a revocation through this engine forgets them at once, one made by
+        another process (PostgreSQL) is honoured within that time."""
+        digest = crypto.hash_api_key(key)
+        now = time.monotonic()
+        cached = self._keys.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        generation = self._keys_generation
+        record = await self.store.find_api_key(digest)
         if record is None or record.revoked_at is not None:
+            self._keys.pop(digest, None)
             raise errors.Unauthorized("invalid API key")
+        if generation == self._keys_generation:  # no revocation raced the lookup
+            if len(self._keys) >= KEY_CACHE_SIZE:
+                self._keys.pop(next(iter(self._keys)))
+            self._keys[digest] = (record, now + KEY_CACHE_SECONDS)
         return record
 
     # endpoints ---------------------------------------------------------------------------------
@@ -291,6 +354,8 @@ class Engine:
         ordering: EndpointOrdering | str = EndpointOrdering.NONE,
         disable_after: float | None = None,
         fallback_url: str | None = None,
+        breaker: Mapping[str, Any] | BreakerSettings | None = None,
+        fallback_after: float | None = None,
     ) -> tuple[Endpoint, str]:
         """Create an endpoint; returns it and its signing secret (shown once).
 
@@ -298,7 +363,9 @@ class Engine:
         (`{"per_second", "burst"}`) is enforced across every worker process; `max_in_flight`
         bounds its requests in flight per worker process (None: the worker's default).
         `default_priority` (MIN_PRIORITY..MAX_PRIORITY) is the priority of its deliveries when
-        an event gives none.
+        an event gives none. `breaker` (BreakerSettings fields; those left out take the
+        defaults) sets its circuit breaker; `fallback_after` (seconds, needs a `fallback_url`)
+        sends what its open breaker holds back to the fallback URL after that long.
         """
         check = _Checker()
         check.run(tenants.validate_tenant_id, tenant_id, "tenant_id")
@@ -327,10 +394,13 @@ class Engine:
             ordering=check.ordering(ordering),
             disable_after=check.disable_after(disable_after),
             fallback_url=check.fallback_url(fallback_url),
+            breaker=check.breaker(breaker, BreakerSettings()),
+            fallback_after=check.fallback_after(fallback_after),
             status=status,
             created_at=now,
             updated_at=now,
         )
+        check.needs_fallback_url(endpoint)
         check.raise_if_any("invalid endpoint")
         await self.store.create_endpoint(endpoint)
         return endpoint, secret_value
@@ -368,8 +438,11 @@ class Engine:
         ordering: EndpointOrdering | str | _Unset = UNSET,
         disable_after: float | _Unset | None = UNSET,
         fallback_url: str | _Unset | None = UNSET,
+        breaker: Mapping[str, Any] | BreakerSettings | _Unset = UNSET,
+        fallback_after: float | _Unset | None = UNSET,
     ) -> Endpoint:
-        """Change the given fields. Pausing or disabling parks deliveries; activating resumes."""
+        """Change the given fields. Pausing or disabling parks deliveries; activating resumes.
+        `breaker` changes the settings it names and keeps the others."""
         current = await self.get_endpoint(tenant_id, endpoint_id)
         check = _Checker()
         changes: dict[str, Any] = {}
@@ -407,6 +480,12 @@ class Engine:
             changes["disable_after"] = check.disable_after(disable_after)
         if not isinstance(fallback_url, _Unset):
             changes["fallback_url"] = check.fallback_url(fallback_url)
+        if not isinstance(breaker, _Unset):
+            changes["breaker"] = check.breaker(breaker, current.breaker)
+        if not isinstance(fallback_after, _Unset):
+            changes["fallback_after"] = check.fallback_after(fallback_after)
+        if "fallback_url" in changes or "fallback_after" in changes:
+            check.needs_fallback_url(dataclasses.replace(current, **changes))
         if not isinstance(status, _Unset) and status is not current.status:
             changes["status"] = status
             changes["status_reason"] = (
@@ -451,6 +530,44 @@ class Engine:
             )
             await self.store.purge(tenant_id, waiting)
         return await self.update_endpoint(tenant_id, endpoint_id, status=EndpointStatus.ACTIVE)
+
+    async def endpoint_health(self, tenant_id: str | None, endpoint_id: str) -> EndpointHealth:
+        """The endpoint's status and its circuit breaker, back-off and rate-limit bucket now."""
+        endpoint = await self.get_endpoint(tenant_id, endpoint_id)
+        gate = (await self.store.endpoint_gates([endpoint.id])).get(endpoint.id) or Gate()
+        now = time.time()
+        state = gate.breaker
+        successes, failures = state.counts(now, endpoint.breaker)
+        rate = endpoint.rate_limit
+        tokens = (
+            None
+            if rate is None
+            else ratelimit.refill(
+                float(rate.burst) if gate.tokens is None else gate.tokens,
+                gate.updated_at,
+                now,
+                rate.per_second,
+                rate.burst,
+            )
+        )
+        return EndpointHealth(
+            endpoint_id=endpoint.id,
+            status=endpoint.status,
+            status_reason=endpoint.status_reason,
+            last_success_at=endpoint.last_success_at,
+            failing_since=endpoint.failing_since,
+            breaker=state.state,
+            breaker_until=None if state.state is BreakerState.CLOSED else state.until,
+            cooldown=state.cooldown,
+            tripped_at=state.tripped_at,
+            successes=successes,
+            failures=failures,
+            settings=endpoint.breaker,
+            history=state.history,
+            backoff_until=gate.backoff_until if gate.backoff_until > now else None,
+            tokens=tokens,
+            checked_at=now,
+        )
 
     async def rotate_secret(
         self,
@@ -527,9 +644,10 @@ class Engine:
         idempotency_key: str | None = None,
         occurred_at: float | None = None,
         priority: int | None = None,
+        now: float | None = None,
     ) -> Event:
         """Validate one event and build its record (no I/O; the type's schema is checked by
-        `publish`)."""
+        `publish`). `now`: its creation time (default: the current time)."""
         check = _Checker()
         check.run(tenants.validate_tenant_id, tenant_id, "tenant_id")
         check.run(patterns.validate_event_type, event_type, "type")
@@ -551,7 +669,8 @@ class Engine:
             ) from None
         if len(body) > self.settings.max_payload_bytes:
             raise errors.PayloadTooLarge(len(body), self.settings.max_payload_bytes)
-        now = time.time()
+        if now is None:
+            now = time.time()
         return Event(
             id=ids.new_id(ids.EVENT, now=now),
             tenant_id=tenant_id,
@@ -613,6 +732,7 @@ class Engine:
         problems: list[Problem] = []
         events: list[Event] = []
         typed: list[tuple[int, str, Mapping[str, Any]]] = []
+        now = time.time()  # one creation time for the batch: it is stored in one transaction
         for index, item in enumerate(items):
             where = f"events[{index}]."
             try:
@@ -623,6 +743,7 @@ class Engine:
                     idempotency_key=item.idempotency_key,
                     occurred_at=item.occurred_at,
                     priority=item.priority,
+                    now=now,
                 )
             except errors.ValidationError as exc:
                 problems.extend(
@@ -999,6 +1120,49 @@ class _Checker:
         if value is None:
             return None
         return str(self.run(validate_url, value, "fallback_url"))
+
+    def fallback_after(self, value: float | None) -> float | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.add("fallback_after", "must be a number of seconds or null")
+            return None
+        if not 0 < value <= MAX_DISABLE_AFTER:
+            self.add(
+                "fallback_after", f"must be more than 0, at most {MAX_DISABLE_AFTER:g} seconds"
+            )
+        return float(value)
+
+    def needs_fallback_url(self, endpoint: Endpoint) -> None:
+        """`fallback_after` diverts to the fallback URL: there must be one."""
+        if endpoint.fallback_after is not None and endpoint.fallback_url is None:
+            self.add("fallback_after", "needs a fallback_url to send to")
+
+    def breaker(
+        self, value: Mapping[str, Any] | BreakerSettings | None, base: BreakerSettings
+    ) -> BreakerSettings:
+        """Circuit-breaker settings: the fields given, the others from `base`."""
+        if value is None:
+            return base
+        if isinstance(value, BreakerSettings):
+            value = value.to_dict()
+        if not isinstance(value, Mapping):
+            self.add("breaker", "must be a JSON object of circuit breaker settings")
+            return base
+        odd = [
+            key
+            for key, item in value.items()
+            if isinstance(item, float) and not math.isfinite(item)
+        ]
+        for key in odd:
+            self.add(f"breaker.{key}", "must be a finite number")
+        if odd:
+            return base
+        try:
+            return BreakerSettings.from_dict(value, base=base)
+        except errors.ValidationError as exc:
+            self.problems.extend(exc.problems or [Problem("breaker", exc.message)])
+            return base
 
     def disable_after(self, value: float | None) -> float | None:
         if value is None:

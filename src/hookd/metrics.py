@@ -1,6 +1,7 @@
 """Delivery counters: what the worker and the publisher did, in plain integers.
 
-The engine feeds them (`event_published`, and `attempt_finished` as the worker's observer);
+The engine feeds them (`event_published`, and `attempt_finished` and `breaker_changed` as the
+worker's observers);
 `hookd.api.metrics` shows them as Prometheus metrics. Nothing here knows about Prometheus, and
 the hot path (`attempt_finished`, once per attempt) is a dict lookup, a bisect and a few integer
 additions: no lock (everything runs on the event loop), no allocation once an endpoint is known.
@@ -17,6 +18,8 @@ import math
 from collections.abc import Iterator
 
 from hookd.domain.models import AttemptResult, DeliveryStatus
+from hookd.policy.admission import BreakerChange
+from hookd.policy.breaker import BreakerState
 
 #: What an attempt led to, in the order of a row of counts.
 OUTCOMES = ("delivered", "retry", "failed", "dead", "parked")
@@ -44,6 +47,8 @@ class DeliveryCounters:
         # non-cumulative bucket counts; the last one is +Inf
         self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self._latency_sum = 0.0
+        #: circuit-breaker transitions by the state they led to
+        self.breaker_transitions = dict.fromkeys((s.value for s in BreakerState), 0)
 
     def event_published(self, count: int = 1) -> None:
         self.published += count
@@ -61,6 +66,10 @@ class DeliveryCounters:
         seconds = result.attempt.duration_ms / 1000.0
         self._buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self._latency_sum += seconds
+
+    def breaker_changed(self, change: BreakerChange) -> None:
+        """The worker's observer of circuit-breaker transitions (on the event loop)."""
+        self.breaker_transitions[change.transition.to_state.value] += 1
 
     # reading -----------------------------------------------------------------------------------
     def by_endpoint(self) -> Iterator[tuple[str, str, int]]:

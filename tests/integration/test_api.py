@@ -133,6 +133,7 @@ V1_ROUTES = {
     ("POST", "/v1/endpoints/{endpoint_id}/secret/rotate"),
     ("POST", "/v1/endpoints/{endpoint_id}/test"),
     ("GET", "/v1/endpoints/{endpoint_id}/stats"),
+    ("GET", "/v1/endpoints/{endpoint_id}/health"),
     ("GET", "/v1/stats"),
     ("POST", "/v1/events"),
     ("POST", "/v1/events/batch"),

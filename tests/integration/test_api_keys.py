@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
+import pytest
 
 from hookd import crypto
+from hookd.domain import errors
+from hookd.engine import Engine
 from support.api import Api, problem
 
 
@@ -156,3 +160,22 @@ async def test_key_requests_are_checked(admin: httpx.AsyncClient) -> None:
     assert [e["path"] for e in body["errors"]] == ["name"]
     body = problem(await admin.get("/v1/keys", params={"tenant_id": "UPPER"}), 422)
     assert [e["path"] for e in body["errors"]] == ["tenant_id"]
+
+
+async def test_valid_keys_are_cached_briefly_and_revocation_here_clears_them(
+    engine: Engine,
+) -> None:
+    """A key revoked through this engine is refused at once; revoked behind its back (another
+    process on PostgreSQL), within KEY_CACHE_SECONDS."""
+    record, key = await engine.create_api_key("acme")
+    other, other_key = await engine.create_api_key("acme")
+    assert await engine.authenticate(key) == record
+    assert await engine.authenticate(other_key) == other
+    await engine.store.revoke_api_key("acme", other.id, now=time.time())  # "another process"
+    assert await engine.authenticate(other_key) == other  # still cached
+    await engine.revoke_api_key("acme", record.id)
+    for revoked in (key, other_key):  # the revocation here forgot every cached key
+        with pytest.raises(errors.Unauthorized):
+            await engine.authenticate(revoked)
+    with pytest.raises(errors.Unauthorized):
+        await engine.authenticate("hk_not_a_key")

@@ -193,6 +193,9 @@ def cases(w: World) -> dict[tuple[str, str], list[Probe]]:
         ("GET", "/v1/endpoints/{endpoint_id}/stats"): [
             Probe("GET", f"/v1/endpoints/{ep}/stats", 404)
         ],
+        ("GET", "/v1/endpoints/{endpoint_id}/health"): [
+            Probe("GET", f"/v1/endpoints/{ep}/health", 404)
+        ],
         # events
         ("POST", "/v1/events"): [Probe("POST", "/v1/events", 404, json={**event, **in_foreign})],
         ("POST", "/v1/events/batch"): [

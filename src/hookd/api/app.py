@@ -12,7 +12,7 @@ import hookd
 from hookd.api import metrics, problems, ratelimit
 from hookd.api.limits import ENVELOPE_BYTES, BodySizeLimit
 from hookd.api.routes import ROUTERS
-from hookd.api.routes.events import BATCH_PATH
+from hookd.api.routes.events import BATCH_PATH, FastPublish
 from hookd.engine import Engine
 
 DESCRIPTION = """\
@@ -86,6 +86,8 @@ def create_app(
     app.state.engine = engine
     for router in ROUTERS:
         app.include_router(router)
+    # innermost first: the publish fast path runs inside the body limit and the rate limits
+    app.add_middleware(FastPublish, engine=engine)
     app.add_middleware(
         BodySizeLimit,
         max_bytes=engine.settings.max_payload_bytes + ENVELOPE_BYTES,

@@ -9,7 +9,9 @@ from fastapi import Depends, Query, Request
 from hookd.engine import MAX_PAGE, Engine
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
+    # async on purpose: FastAPI runs a plain `def` dependency in a worker thread, a thread hop
+    # (and a fight for the GIL) on every request for what is an attribute lookup
     return cast(Engine, request.app.state.engine)
 
 

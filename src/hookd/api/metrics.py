@@ -13,6 +13,14 @@ turns the engine's plain counters (hookd.metrics) into metric families at scrape
                                                  parked, over every tenant; read from the store at
                                                  most once a second
     hookd_in_flight                              requests this process's worker has in flight
+    hookd_breaker_transitions_total{to}          circuit-breaker transitions this process's worker
+                                                 caused, by the state they led to: open,
+                                                 half_open, closed
+    hookd_endpoint_breaker_open{endpoint_id}     1 open, 0.5 half-open, for endpoints whose breaker
+                                                 is not closed (at most HOOKD_METRICS_ENDPOINT_CAP
+                                                 of them, by id); read with the queue counts
+    hookd_breakers_tripped                       how many breakers are not closed (counted up to
+                                                 HOOKD_METRICS_ENDPOINT_CAP)
     hookd_build_info{version}                    1
 
 Counters are this process's since it started. They name endpoints of every tenant, so they need
@@ -44,9 +52,13 @@ from hookd.api.deps import EngineDep
 from hookd.api.jsonbody import StrictJSONRoute
 from hookd.domain import errors
 from hookd.engine import Engine
-from hookd.store.port import QueueCounts
+from hookd.policy.breaker import BreakerState
+from hookd.store.port import Gate, QueueCounts
 
 log = logging.getLogger("hookd.api")
+
+#: What `hookd_endpoint_breaker_open` shows for each breaker state that is not closed.
+BREAKER_GAUGE = {BreakerState.OPEN: 1.0, BreakerState.HALF_OPEN: 0.5}
 
 #: Seconds a queue count is reused before the store is asked again.
 QUEUE_CACHE_SECONDS = 1.0
@@ -55,13 +67,15 @@ router = APIRouter(tags=["health"], route_class=StrictJSONRoute)
 
 
 class Exposition:
-    """The app's registry, and the cached queue counts its collector shows."""
+    """The app's registry, and the cached queue counts and tripped breakers its collector
+    shows."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_Collector(self))
         self.queue: QueueCounts | None = None
+        self.tripped: dict[str, Gate] | None = None
         self._queue_at = -QUEUE_CACHE_SECONDS
         self._lock = asyncio.Lock()
 
@@ -75,6 +89,12 @@ class Exposition:
             except errors.StoreError as exc:
                 log.warning("metrics: cannot count the queue: %s", exc)
                 self.queue = None  # not shown rather than stale
+            try:
+                cap = self.engine.settings.metrics_endpoint_cap
+                self.tripped = await self.engine.store.tripped_breakers(limit=cap)
+            except errors.StoreError as exc:
+                log.warning("metrics: cannot read the circuit breakers: %s", exc)
+                self.tripped = None
             self._queue_at = time.monotonic()
 
     def render(self) -> bytes:
@@ -118,6 +138,30 @@ class _Collector:
             for state in ("due", "pending", "sending", "parked"):
                 depth.add_metric([state], getattr(queue, state))
             yield depth
+        transitions = CounterMetricFamily(
+            "hookd_breaker_transitions",
+            "Circuit-breaker transitions this process's worker caused, by the state they led to.",
+            labels=["to"],
+        )
+        for state, count in counters.breaker_transitions.items():
+            transitions.add_metric([state], count)
+        yield transitions
+        tripped = self._exposition.tripped
+        if tripped is not None:
+            gauge = GaugeMetricFamily(
+                "hookd_endpoint_breaker_open",
+                "Endpoints whose circuit breaker is not closed: 1 open, 0.5 half-open.",
+                labels=["endpoint_id"],
+            )
+            for endpoint_id, gate in sorted(tripped.items()):
+                gauge.add_metric([endpoint_id], BREAKER_GAUGE.get(gate.breaker.state, 0.0))
+            yield gauge
+            yield GaugeMetricFamily(
+                "hookd_breakers_tripped",
+                "Endpoints whose circuit breaker is open or half-open (counted up to "
+                "HOOKD_METRICS_ENDPOINT_CAP).",
+                value=len(tripped),
+            )
         yield GaugeMetricFamily(
             "hookd_in_flight",
             "Requests this process's worker has in flight.",

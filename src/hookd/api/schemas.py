@@ -18,6 +18,8 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 from pydantic.config import JsonDict
 
 from hookd.domain.models import DeliveryStatus, EndpointOrdering, EndpointStatus
+from hookd.policy.breaker import BreakerSettings as _BreakerDefaults
+from hookd.policy.breaker import BreakerState
 
 _REQUEST = ConfigDict(extra="forbid")
 _TIME: dict[str, Any] = {"format": "date-time"}  # an RFC 3339 string
@@ -160,6 +162,72 @@ _FALLBACK_DOC = (
 )
 
 
+_BREAKER = _BreakerDefaults()
+_BREAKER_DOC = (
+    "The endpoint's circuit breaker. When more than `failure_rate` of at least `min_requests` "
+    "attempts fail within `window` seconds (a 5xx, 408, timeout or network error; a 429 counts "
+    "as neither), it opens: nothing is sent to the endpoint, and nothing is lost, for "
+    "`cooldown` seconds; then one probe goes (half-open). A successful probe closes it, a failed "
+    "one opens it again for twice as long (at most `max_cooldown`). Every field is optional: on "
+    "create those left out take the defaults shown, on update they keep their value."
+)
+_FALLBACK_AFTER_DOC = (
+    "Seconds the circuit breaker may stay open before the deliveries it holds back go to "
+    "`fallback_url` (which must be set); null: they wait for the breaker to close."
+)
+
+
+class BreakerSettings(BaseModel):
+    """Circuit-breaker settings (see the endpoint's `breaker`)."""
+
+    model_config = _REQUEST
+
+    enabled: bool = Field(
+        default=_BREAKER.enabled, strict=True, description="False turns the breaker off."
+    )
+    window: float = Field(
+        default=_BREAKER.window,
+        strict=True,
+        allow_inf_nan=False,
+        description="Seconds over which the failure rate is measured (1..86400).",
+        json_schema_extra=_documented(minimum=1, maximum=86400),
+    )
+    buckets: int = Field(
+        default=_BREAKER.buckets,
+        strict=True,
+        description="The window's resolution: how many slices it is counted in (1..120).",
+        json_schema_extra=_documented(minimum=1, maximum=120),
+    )
+    min_requests: int = Field(
+        default=_BREAKER.min_requests,
+        strict=True,
+        description="No verdict on fewer attempts than this in the window (1..100000).",
+        json_schema_extra=_documented(minimum=1, maximum=100_000),
+    )
+    failure_rate: float = Field(
+        default=_BREAKER.failure_rate,
+        strict=True,
+        allow_inf_nan=False,
+        description="Opens when failures / attempts in the window exceeds this (more than 0, "
+        "at most 1).",
+        json_schema_extra=_documented(exclusiveMinimum=0, maximum=1),
+    )
+    cooldown: float = Field(
+        default=_BREAKER.cooldown,
+        strict=True,
+        allow_inf_nan=False,
+        description="Seconds open before the first probe (0.1..86400, at most `max_cooldown`).",
+        json_schema_extra=_documented(minimum=0.1, maximum=86400),
+    )
+    max_cooldown: float = Field(
+        default=_BREAKER.max_cooldown,
+        strict=True,
+        allow_inf_nan=False,
+        description="Each failed probe doubles the wait, up to this many seconds (0.1..86400).",
+        json_schema_extra=_documented(minimum=0.1, maximum=86400),
+    )
+
+
 class EndpointResume(BaseModel):
     """Resume options; an empty body resumes with every parked delivery."""
 
@@ -245,7 +313,19 @@ class EndpointCreate(BaseModel):
         description=_FALLBACK_DOC,
         json_schema_extra=_documented(minLength=1, maxLength=2048, format="uri"),
     )
+    breaker: BreakerSettings | None = Field(default=None, description=_BREAKER_DOC)
+    fallback_after: float | None = Field(
+        default=None,
+        strict=True,
+        allow_inf_nan=False,
+        description=_FALLBACK_AFTER_DOC,
+        json_schema_extra=_documented(exclusiveMinimum=0, maximum=365 * 86400),
+    )
     tenant_id: str | None = Field(default=None, description=_TENANT_DOC)
+
+    def breaker_settings(self) -> dict[str, Any] | None:
+        """The breaker fields the request gave (the engine fills in the rest)."""
+        return None if self.breaker is None else self.breaker.model_dump(exclude_unset=True)
 
 
 #: PATCH fields that may be left out but, when given, may not be null.
@@ -257,6 +337,7 @@ _NOT_NULLABLE = (
     "status",
     "default_priority",
     "ordering",
+    "breaker",
 )
 
 
@@ -346,6 +427,18 @@ class EndpointUpdate(BaseModel):
         description=_FALLBACK_DOC + " Null removes it.",
         json_schema_extra=_documented(minLength=1, maxLength=2048, format="uri"),
     )
+    breaker: BreakerSettings | None = Field(
+        default=None,
+        description=_BREAKER_DOC.replace("the defaults shown", "the defaults"),
+        json_schema_extra=_not_null(),
+    )
+    fallback_after: float | None = Field(
+        default=None,
+        strict=True,
+        allow_inf_nan=False,
+        description=_FALLBACK_AFTER_DOC,
+        json_schema_extra=_documented(exclusiveMinimum=0, maximum=365 * 86400),
+    )
 
     @field_validator(*_NOT_NULLABLE)
     @classmethod
@@ -356,7 +449,10 @@ class EndpointUpdate(BaseModel):
 
     def changes(self) -> dict[str, Any]:
         """The fields the request gave, by name: the keyword arguments of `update_endpoint`."""
-        return {name: _plain(getattr(self, name)) for name in self.model_fields_set}
+        changes = {name: _plain(getattr(self, name)) for name in self.model_fields_set}
+        if self.breaker is not None:  # only the settings given: the others keep their value
+            changes["breaker"] = self.breaker.model_dump(exclude_unset=True)
+        return changes
 
 
 class Endpoint(BaseModel):
@@ -382,6 +478,8 @@ class Endpoint(BaseModel):
     ordering: EndpointOrdering = Field(description=_ORDERING_DOC)
     disable_after: float | None = Field(description=_DISABLE_AFTER_DOC)
     fallback_url: str | None = Field(description=_FALLBACK_DOC)
+    breaker: BreakerSettings = Field(description=_BREAKER_DOC)
+    fallback_after: float | None = Field(description=_FALLBACK_AFTER_DOC)
     last_success_at: str | None = Field(
         description="The last successful attempt.", json_schema_extra=_TIME
     )
@@ -400,6 +498,67 @@ class EndpointCreated(Endpoint):
 class EndpointPage(BaseModel):
     data: list[Endpoint]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+
+
+class BreakerTransition(BaseModel):
+    """One change of a circuit breaker's state."""
+
+    at: str = Field(json_schema_extra=_TIME)
+    from_state: BreakerState = Field(alias="from")
+    to_state: BreakerState = Field(alias="to")
+    reason: str = Field(description="Why, e.g. `25 of 40 attempts failed in 60 s`.")
+
+
+class BreakerHealth(BaseModel):
+    """An endpoint's circuit breaker now."""
+
+    state: BreakerState = Field(
+        description="`closed`: deliveries go; `open`: nothing is sent until `until`; "
+        "`half_open`: one probe is out, its answer closes or reopens the breaker."
+    )
+    until: str | None = Field(
+        description="Open: when the next probe may go. Half-open: when the probe out is given "
+        "up for lost. Null when closed.",
+        json_schema_extra=_TIME,
+    )
+    cooldown: float = Field(
+        description="The cool-down in force, in seconds (it doubles with each failed probe; "
+        "0 before the breaker first opens)."
+    )
+    tripped_at: str | None = Field(
+        description="When it last opened from closed (null when it never did).",
+        json_schema_extra=_TIME,
+    )
+    successes: int = Field(description="Attempts that succeeded within the window ending now.")
+    failures: int = Field(description="Attempts that failed within the window ending now.")
+    settings: BreakerSettings
+    history: list[BreakerTransition] = Field(description="The latest transitions, oldest first.")
+
+
+class EndpointHealth(BaseModel):
+    """Whether an endpoint is being delivered to now, and if not, why."""
+
+    endpoint_id: str
+    status: EndpointStatus
+    status_reason: str | None
+    last_success_at: str | None = Field(
+        description="The last successful attempt.", json_schema_extra=_TIME
+    )
+    failing_since: str | None = Field(
+        description="Failing without a success since then (null: not failing).",
+        json_schema_extra=_TIME,
+    )
+    breaker: BreakerHealth
+    backoff_until: str | None = Field(
+        description="The receiver asked to wait (a 429 or 503): nothing is sent before then. "
+        "Null: no back-off.",
+        json_schema_extra=_TIME,
+    )
+    tokens: float | None = Field(
+        description="Requests the rate limit's bucket allows at once now; null without a rate "
+        "limit."
+    )
+    checked_at: str = Field(json_schema_extra=_TIME)
 
 
 # events -----------------------------------------------------------------------------------------

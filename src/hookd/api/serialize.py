@@ -6,6 +6,7 @@ secret does).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import orjson
@@ -14,7 +15,9 @@ from hookd import stats
 from hookd.api import schemas
 from hookd.delivery import probe
 from hookd.domain import models
+from hookd.engine import EndpointHealth
 from hookd.policy import retry, signing
+from hookd.policy.breaker import BreakerSettings
 from hookd.store.codec import rfc3339
 from hookd.store.port import ApiKey, Page
 
@@ -66,6 +69,8 @@ def _endpoint_fields(record: models.Endpoint) -> dict[str, Any]:
         "ordering": record.ordering,
         "disable_after": record.disable_after,
         "fallback_url": record.fallback_url,
+        "breaker": breaker_settings(record.breaker),
+        "fallback_after": record.fallback_after,
         "last_success_at": (
             None if record.last_success_at is None else rfc3339(record.last_success_at)
         ),
@@ -75,14 +80,65 @@ def _endpoint_fields(record: models.Endpoint) -> dict[str, Any]:
     }
 
 
-def event_accepted(result: models.PublishResult) -> schemas.EventAccepted:
-    return schemas.EventAccepted(
-        id=result.event.id,
-        type=result.event.type,
-        deliveries=result.deliveries,
-        created_at=rfc3339(result.event.created_at),
-        duplicate=result.duplicate,
+def breaker_settings(settings: BreakerSettings) -> schemas.BreakerSettings:
+    return schemas.BreakerSettings(
+        enabled=settings.enabled,
+        window=settings.window,
+        buckets=settings.buckets,
+        min_requests=settings.min_requests,
+        failure_rate=settings.failure_rate,
+        cooldown=settings.cooldown,
+        max_cooldown=settings.max_cooldown,
     )
+
+
+def _time(ts: float | None) -> str | None:
+    return None if ts is None else rfc3339(ts)
+
+
+def endpoint_health(health: EndpointHealth) -> schemas.EndpointHealth:
+    return schemas.EndpointHealth(
+        endpoint_id=health.endpoint_id,
+        status=health.status,
+        status_reason=health.status_reason,
+        last_success_at=_time(health.last_success_at),
+        failing_since=_time(health.failing_since),
+        breaker=schemas.BreakerHealth(
+            state=health.breaker,
+            until=_time(health.breaker_until),
+            cooldown=health.cooldown,
+            tripped_at=_time(health.tripped_at),
+            successes=health.successes,
+            failures=health.failures,
+            settings=breaker_settings(health.settings),
+            history=[
+                schemas.BreakerTransition.model_validate({**t.to_dict(), "at": rfc3339(t.at)})
+                for t in health.history
+            ],
+        ),
+        backoff_until=_time(health.backoff_until),
+        tokens=health.tokens,
+        checked_at=rfc3339(health.checked_at),
+    )
+
+
+def event_accepted(result: models.PublishResult) -> schemas.EventAccepted:
+    return schemas.EventAccepted(**event_accepted_fields(result))
+
+
+def event_accepted_fields(result: models.PublishResult) -> dict[str, Any]:
+    """`EventAccepted` as a plain dict (the publish fast path encodes it as is)."""
+    return {
+        "id": result.event.id,
+        "type": result.event.type,
+        "deliveries": result.deliveries,
+        "created_at": _created_at(result.event.created_at),
+        "duplicate": result.duplicate,
+    }
+
+
+# the events of a batch share their creation time: formatted once, not once per event
+_created_at = functools.lru_cache(maxsize=64)(rfc3339)
 
 
 def event(record: models.Event) -> schemas.Event:

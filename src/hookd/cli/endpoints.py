@@ -35,6 +35,111 @@ MaxInFlightOption = Annotated[
 ]
 
 
+_BREAKER_PANEL = "Circuit breaker"
+BreakerOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--breaker/--no-breaker",
+        help="Turn the circuit breaker on or off (on by default for a new endpoint).",
+        show_default=False,
+        rich_help_panel=_BREAKER_PANEL,
+    ),
+]
+BreakerFailureRateOption = Annotated[
+    float | None,
+    typer.Option(
+        "--breaker-failure-rate",
+        metavar="RATE",
+        help="Open when more than this share of attempts fails in the window (0..1; e.g. 0.5).",
+        show_default=False,
+        rich_help_panel=_BREAKER_PANEL,
+    ),
+]
+BreakerMinRequestsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--breaker-min-requests",
+        metavar="N",
+        help="No verdict on fewer attempts than this in the window (default 20).",
+        show_default=False,
+        rich_help_panel=_BREAKER_PANEL,
+    ),
+]
+BreakerWindowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--breaker-window",
+        metavar="AGE",
+        help="The window the failure rate is measured over: 60s, 5m (default 60s).",
+        show_default=False,
+        rich_help_panel=_BREAKER_PANEL,
+    ),
+]
+BreakerCooldownOption = Annotated[
+    str | None,
+    typer.Option(
+        "--breaker-cooldown",
+        metavar="AGE",
+        help="How long it stays open before a probe: 30s, 2m (default 30s; doubles with each "
+        "failed probe).",
+        show_default=False,
+        rich_help_panel=_BREAKER_PANEL,
+    ),
+]
+BreakerMaxCooldownOption = Annotated[
+    str | None,
+    typer.Option(
+        "--breaker-max-cooldown",
+        metavar="AGE",
+        help="The longest the doubling cool-down gets (default 10m).",
+        show_default=False,
+        rich_help_panel=_BREAKER_PANEL,
+    ),
+]
+FallbackAfterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--fallback-after",
+        metavar="AGE",
+        help="Send what an open breaker holds back to the fallback URL after this long (10m, "
+        "1h); `off` waits for the breaker to close. Needs a fallback URL.",
+        show_default=False,
+        rich_help_panel=_BREAKER_PANEL,
+    ),
+]
+
+
+def _breaker(
+    enabled: bool | None,
+    failure_rate: float | None,
+    min_requests: int | None,
+    window: str | None,
+    cooldown: str | None,
+    max_cooldown: str | None,
+    fallback_after: str | None,
+) -> dict[str, Any]:
+    """The request fields for the circuit-breaker options (only those given; the server keeps
+    or defaults the rest)."""
+    settings: dict[str, Any] = {
+        "enabled": enabled,
+        "failure_rate": failure_rate,
+        "min_requests": min_requests,
+        "window": None if window is None else _seconds(window, "--breaker-window"),
+        "cooldown": None if cooldown is None else _seconds(cooldown, "--breaker-cooldown"),
+        "max_cooldown": (
+            None if max_cooldown is None else _seconds(max_cooldown, "--breaker-max-cooldown")
+        ),
+    }
+    fields: dict[str, Any] = {}
+    given = {k: v for k, v in settings.items() if v is not None}
+    if given:
+        fields["breaker"] = given
+    if fallback_after is not None:
+        off = fallback_after.strip().lower() in ("off", "none")
+        fields["fallback_after"] = None if off else _seconds(fallback_after, "--fallback-after")
+    return fields
+
+
 def _limits(rate_limit: str | None, max_in_flight: int | None) -> dict[str, Any]:
     """The request fields for `--rate-limit` and `--max-in-flight` (only those given)."""
     from hookd import config  # the rate-limit format is the server's
@@ -108,6 +213,13 @@ def add(
             "this endpoint until it succeeds or ends).",
         ),
     ] = False,
+    breaker: BreakerOption = None,
+    breaker_failure_rate: BreakerFailureRateOption = None,
+    breaker_min_requests: BreakerMinRequestsOption = None,
+    breaker_window: BreakerWindowOption = None,
+    breaker_cooldown: BreakerCooldownOption = None,
+    breaker_max_cooldown: BreakerMaxCooldownOption = None,
+    fallback_after: FallbackAfterOption = None,
     server: common.ServerUrl = common.DEFAULT_URL,
     api_key: common.ApiKey = None,
     as_json: common.AsJson = False,
@@ -127,6 +239,21 @@ def add(
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     body.update({k: v for k, v in _limits(rate_limit, max_in_flight).items() if v is not None})
+    body.update(
+        {
+            k: v
+            for k, v in _breaker(
+                breaker,
+                breaker_failure_rate,
+                breaker_min_requests,
+                breaker_window,
+                breaker_cooldown,
+                breaker_max_cooldown,
+                fallback_after,
+            ).items()
+            if v is not None
+        }
+    )
     created = common.connect(server, api_key).post("/v1/endpoints", json=body)
     if as_json:
         common.print_json(created)
@@ -212,21 +339,55 @@ def update(
     endpoint_id: EndpointId,
     rate_limit: RateLimitOption = None,
     max_in_flight: MaxInFlightOption = None,
+    fallback_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Where deliveries go once dead-lettered (or held back by an open breaker past "
+            "--fallback-after); `off` removes it.",
+            show_default=False,
+        ),
+    ] = None,
+    breaker: BreakerOption = None,
+    breaker_failure_rate: BreakerFailureRateOption = None,
+    breaker_min_requests: BreakerMinRequestsOption = None,
+    breaker_window: BreakerWindowOption = None,
+    breaker_cooldown: BreakerCooldownOption = None,
+    breaker_max_cooldown: BreakerMaxCooldownOption = None,
+    fallback_after: FallbackAfterOption = None,
     server: common.ServerUrl = common.DEFAULT_URL,
     api_key: common.ApiKey = None,
     as_json: common.AsJson = False,
 ) -> None:
-    """Change an endpoint's delivery limits (only the options given)."""
+    """Change an endpoint's delivery limits, circuit breaker and fallback (only the options
+    given; breaker settings left out keep their value)."""
     changes = _limits(rate_limit, max_in_flight)
+    if fallback_url is not None:
+        changes["fallback_url"] = None if fallback_url.strip().lower() == "off" else fallback_url
+    changes.update(
+        _breaker(
+            breaker,
+            breaker_failure_rate,
+            breaker_min_requests,
+            breaker_window,
+            breaker_cooldown,
+            breaker_max_cooldown,
+            fallback_after,
+        )
+    )
     if not changes:
-        raise typer.BadParameter("give --rate-limit or --max-in-flight")
+        common.fail(
+            "nothing to change: give --rate-limit, --max-in-flight, --fallback-url, "
+            "--fallback-after or a --breaker option"
+        )
     endpoint = common.connect(server, api_key).patch(
         client.path_of("v1", "endpoints", endpoint_id), json=changes
     )
     if as_json:
         common.print_json(endpoint)
         return
-    common.success(f"Updated endpoint {endpoint['id']}", *_limit_rows(endpoint))
+    common.success(
+        f"Updated endpoint {endpoint['id']}", *_limit_rows(endpoint), *_breaker_rows(endpoint)
+    )
 
 
 def _limit_rows(endpoint: dict[str, Any]) -> list[tuple[str, str]]:
@@ -237,6 +398,115 @@ def _limit_rows(endpoint: dict[str, Any]) -> list[tuple[str, str]]:
         ("rate limit", rate),
         ("max in flight", "server default" if in_flight is None else str(in_flight)),
     ]
+
+
+def _breaker_rows(endpoint: dict[str, Any]) -> list[tuple[str, str]]:
+    settings = endpoint.get("breaker")
+    after = endpoint.get("fallback_after")
+    rows = [("breaker", breaker_settings(settings))]
+    if after is not None or endpoint.get("fallback_url"):
+        rows.append(("fallback", _fallback(endpoint.get("fallback_url"), after)))
+    return rows
+
+
+def breaker_settings(settings: object) -> str:
+    """``opens above 50% failed of ≥ 20 in 1 min; probes after 30 s (≤ 10 min)`` or ``off``."""
+    if not isinstance(settings, dict):
+        return "-"
+    if not settings.get("enabled", True):
+        return "off"
+    rate = settings.get("failure_rate")
+    share = f"{rate:.0%}" if isinstance(rate, int | float) else "?"
+    return (
+        f"opens above {share} failed of ≥ {settings.get('min_requests')} attempts in "
+        f"{common.duration(settings.get('window'))}; probes after "
+        f"{common.duration(settings.get('cooldown'))} (up to "
+        f"{common.duration(settings.get('max_cooldown'))})"
+    )
+
+
+def _fallback(url: object, after: object) -> str:
+    where = "-" if not url else str(url)
+    if after is None:
+        return f"{where} (once dead-lettered)"
+    return f"{where} (once dead-lettered, or held {common.duration(after)} by an open breaker)"
+
+
+@app.command("health")
+def health(
+    endpoint_id: EndpointId,
+    server: common.ServerUrl = common.DEFAULT_URL,
+    api_key: common.ApiKey = None,
+    as_json: common.AsJson = False,
+) -> None:
+    """Whether an endpoint is being delivered to now: status, circuit breaker, back-off."""
+    found = common.connect(server, api_key).get(
+        client.path_of("v1", "endpoints", endpoint_id, "health")
+    )
+    if as_json:
+        common.print_json(found)
+        return
+    common.out().print(health_table(found))
+    history = found.get("breaker", {}).get("history") or []
+    if history:
+        grid = common.table("when", "change", "reason", flexible=("reason",))
+        for step in reversed(history):
+            grid.add_row(
+                common.when(step.get("at")),
+                Text.assemble(_state(step.get("from")), (" → ", "dim"), _state(step.get("to"))),
+                common.text(step.get("reason")),
+            )
+        common.out().print()
+        common.out().print(grid)
+
+
+_BREAKER_STYLES = {"closed": "green", "open": "bold red", "half_open": "yellow"}
+
+
+def _state(value: object) -> Text:
+    name = str(value)
+    return Text(name.replace("_", "-"), style=_BREAKER_STYLES.get(name, ""))
+
+
+def health_table(found: dict[str, Any]) -> Table:
+    breaker = found.get("breaker") or {}
+    settings = breaker.get("settings") or {}
+    state = _state(breaker.get("state"))
+    if breaker.get("state") == "open":
+        state.append(f" until {common.when(breaker.get('until'))}", style="dim")
+    elif breaker.get("state") == "half_open":
+        state.append(" (a probe is out)", style="dim")
+    if not settings.get("enabled", True):
+        state.append(" (turned off)", style="dim")
+    successes, failures = breaker.get("successes", 0), breaker.get("failures", 0)
+    window = (
+        f"{failures} failed, {successes} succeeded in the last "
+        f"{common.duration(settings.get('window'))}"
+    )
+    tokens = found.get("tokens")
+    rows: list[tuple[str, Text | str]] = [
+        ("endpoint", found.get("endpoint_id", "-")),
+        ("status", common.status(found.get("status"), found.get("status_reason"))),
+        ("breaker", state),
+        ("window", window),
+        ("settings", breaker_settings(settings)),
+    ]
+    if breaker.get("tripped_at"):
+        rows.append(("tripped", common.when(breaker.get("tripped_at"))))
+    if breaker.get("state") != "closed" and breaker.get("cooldown"):
+        rows.append(("cool-down", common.duration(breaker.get("cooldown"))))
+    rows += [
+        (
+            "back-off",
+            "-"
+            if not found.get("backoff_until")
+            else f"until {common.when(found.get('backoff_until'))}",
+        ),
+        ("tokens", "-" if tokens is None else f"{tokens:.1f}"),
+        ("last success", common.when(found.get("last_success_at"))),
+        ("failing since", common.when(found.get("failing_since"))),
+    ]
+    return common.fields(rows)
 
 
 @app.command("pause")
@@ -459,6 +729,7 @@ def describe(endpoint: dict[str, Any]) -> Table:
         ("timeout", common.duration(endpoint.get("timeout"))),
         ("retries", retry_policy(endpoint.get("retry_policy"))),
         *_limit_rows(endpoint),
+        *_breaker_rows(endpoint),
         ("headers", ", ".join(headers) or "-"),
         ("secret", common.text(endpoint.get("secret_preview"))),
         ("created", common.when(endpoint.get("created_at"))),

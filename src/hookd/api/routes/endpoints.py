@@ -1,5 +1,6 @@
 """/v1/endpoints: create, list, read, change and delete delivery destinations; pause, resume,
-rotate the secret, send a test (stats are in routes/stats.py)."""
+read their health (circuit breaker, back-off), rotate the secret, send a test (stats are in
+routes/stats.py)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ async def create_endpoint(
         ordering=body.ordering,
         disable_after=body.disable_after,
         fallback_url=body.fallback_url,
+        breaker=body.breaker_settings(),
+        fallback_after=body.fallback_after,
     )
     return serialize.endpoint_created(endpoint, secret)
 
@@ -112,6 +115,18 @@ async def resume_endpoint(
     discard = body is not None and body.discard_parked
     endpoint = await engine.resume_endpoint(auth.scope(key), endpoint_id, discard_parked=discard)
     return serialize.endpoint(endpoint)
+
+
+@router.get(
+    "/{endpoint_id}/health",
+    summary="An endpoint's health: its status, circuit breaker, back-off and rate-limit bucket",
+    response_description="The state now; a fresh endpoint's breaker is closed with empty counts.",
+    responses=problems.responses(401, 404),
+)
+async def endpoint_health(
+    endpoint_id: str, key: Caller, engine: EngineDep
+) -> schemas.EndpointHealth:
+    return serialize.endpoint_health(await engine.endpoint_health(auth.scope(key), endpoint_id))
 
 
 @router.post(

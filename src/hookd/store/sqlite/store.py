@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+import functools
 import os
 import sqlite3
 import threading
@@ -67,6 +69,10 @@ _EVENT_TYPE_CACHE = 10_000  # names cached per tenant at most
 #: One fan-out target: endpoint id, its compiled patterns, whether it is active, its default
 #: priority, whether it is FIFO.
 _Target = tuple[str, PatternSet, bool, int, bool]
+#: A publish waiting for the writer: its events, idempotency window, and caller.
+_Publish = tuple[Sequence[Event], float | None, "asyncio.Future[list[PublishResult]]"]
+#: What became of one: its results, or the error.
+_Outcome = tuple[list[PublishResult] | None, BaseException | None]
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -124,6 +130,9 @@ class SqliteStore:
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
         self._lock_file: IO[str] | None = None
+        # publishes waiting for the writer job that takes them all (`publish`)
+        self._publishing: list[_Publish] = []
+        self._publishing_lock = threading.Lock()
         # fan-out targets per tenant; touched only on the writer thread
         self._targets: dict[str, list[_Target]] = {}
         # the worker's endpoint cache; touched only on the event loop
@@ -476,7 +485,59 @@ class SqliteStore:
     async def publish(
         self, events: Sequence[Event], *, idempotent_since: float | None = None
     ) -> list[PublishResult]:
-        return await self._write(lambda c: self._publish_in(c, events, idempotent_since))
+        """Publishes waiting at the same time share one writer job (`_publish_waiting`): their
+        rows go in together, with one statement per table rather than per call. A call that
+        fails alone is retried alone, so one publish's failure is still only its own."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[list[PublishResult]] = loop.create_future()
+        with self._publishing_lock:
+            self._publishing.append((events, idempotent_since, waiter))
+            first = len(self._publishing) == 1
+        if first:  # else the job that takes the others is not started yet: it takes this one too
+            taken: list[_Publish] = []
+            try:
+                job = self._writer.submit(lambda c: self._publish_waiting(c, taken))
+            except RuntimeError as exc:  # the writer is not running: nobody will take them
+                with self._publishing_lock:
+                    stranded = self._publishing[:]
+                    self._publishing.clear()
+                _answer_publishes(stranded, [(None, exc)] * len(stranded))
+            else:
+                job.add_done_callback(lambda done: _answer_publishes(taken, _outcomes(done)))
+        try:
+            return await waiter
+        except sqlite3.Error as exc:
+            raise errors.StoreError(f"sqlite write failed: {exc}") from exc
+
+    def _publish_waiting(self, conn: sqlite3.Connection, taken: list[_Publish]) -> list[_Outcome]:
+        """On the writer thread: every waiting publish, in one go if they all succeed."""
+        with self._publishing_lock:
+            taken.extend(self._publishing)
+            self._publishing.clear()
+        groups = [(events, since) for events, since, _ in taken]
+        if len(groups) == 1:  # the writer's own savepoint isolates it
+            return [(self._publish_groups(conn, groups)[0], None)]
+        conn.execute("SAVEPOINT publish_all")
+        try:
+            together = self._publish_groups(conn, groups)
+        except Exception:  # find whose it is: each again, in its own savepoint
+            conn.execute("ROLLBACK TO publish_all")
+        else:
+            conn.execute("RELEASE publish_all")
+            return [(results, None) for results in together]
+        conn.execute("RELEASE publish_all")
+        outcomes: list[_Outcome] = []
+        for group in groups:
+            conn.execute("SAVEPOINT publish_one")
+            try:
+                (results,) = self._publish_groups(conn, [group])
+            except Exception as exc:
+                conn.execute("ROLLBACK TO publish_one")
+                outcomes.append((None, exc))
+            else:
+                outcomes.append((results, None))
+            conn.execute("RELEASE publish_one")
+        return outcomes
 
     def _publish_in(
         self,
@@ -487,88 +548,100 @@ class SqliteStore:
         exclude: str | None = None,
     ) -> list[PublishResult]:
         """Publish inside the caller's transaction (on the writer thread); no delivery is made
-        for the endpoint `exclude`.
+        for the endpoint `exclude`."""
+        return self._publish_groups(conn, [(events, idempotent_since)], exclude=exclude)[0]
 
-        The events and their deliveries are inserted with one `executemany` each (not one
-        statement per event): on this thread every statement costs a round trip for the GIL,
-        which the event loop's thread holds most of the time under load. An idempotency key
-        already used by an event of this call that is not inserted yet flushes the rows first,
-        so the lookup sees that event exactly as if each had been inserted in turn.
+    def _publish_groups(
+        self,
+        conn: sqlite3.Connection,
+        groups: Sequence[tuple[Sequence[Event], float | None]],
+        *,
+        exclude: str | None = None,
+    ) -> list[list[PublishResult]]:
+        """`_publish_in` for several calls' events at once (each with its own idempotency window),
+        in order; the results of each call.
+
+        The events and their deliveries are inserted together, a few multi-row INSERTs per table
+        (`_insert_rows`), not one statement or step per event. An idempotency key
+        already used by an event here that is not inserted yet flushes the rows first, so the
+        lookup sees that event exactly as if each had been inserted in turn.
         """
-        results = []
+        grouped: list[list[PublishResult]] = []
         fifo: set[str] = set()  # FIFO endpoints that got deliveries (queued)
-        event_rows: list[dict[str, Any]] = []
+        event_rows: list[tuple[Any, ...]] = []
         delivery_rows: list[tuple[Any, ...]] = []
         unflushed_keys: set[tuple[str, str]] = set()  # (tenant, idempotency key) in event_rows
         matching: dict[tuple[str, str], list[_Target]] = {}  # (tenant, type) -> its targets
 
         def flush() -> None:
-            conn.executemany(Q["insert_event"], event_rows)
-            conn.executemany(Q["insert_delivery"], delivery_rows)
+            _insert_rows(conn, _INSERT_EVENT, event_rows)
+            _insert_rows(conn, Q["insert_delivery"], delivery_rows)
             event_rows.clear()
             delivery_rows.clear()
             unflushed_keys.clear()
 
-        for event in events:
-            key = event.idempotency_key
-            if key is not None:
-                if (event.tenant_id, key) in unflushed_keys:
-                    flush()
-                row = conn.execute(
-                    Q["find_idempotent_event"],
-                    {"tenant_id": event.tenant_id, "key": key, "since": idempotent_since},
-                ).fetchone()
-                if row is not None:
-                    count = conn.execute(
-                        Q["count_event_deliveries"], {"event_id": row["id"]}
-                    ).fetchone()[0]
-                    results.append(PublishResult(codec.event_from_row(row), count, True))
-                    continue
-                unflushed_keys.add((event.tenant_id, key))
-            event_rows.append(
-                {
-                    "id": event.id,
-                    "tenant_id": event.tenant_id,
-                    "type": event.type,
-                    "payload": event.payload,
-                    "occurred_at": event.occurred_at,
-                    "created_at": event.created_at,
-                    "idempotency_key": key,
-                    "priority": event.priority,
-                }
-            )
-            targets = matching.get((event.tenant_id, event.type))
-            if targets is None:
-                targets = matching[(event.tenant_id, event.type)] = [
-                    target
-                    for target in self._fanout_targets(conn, event.tenant_id)
-                    if target[1].matches(event.type) and target[0] != exclude
-                ]
-            now = event.created_at
-            for endpoint_id, _, active, default_priority, in_order in targets:
-                status = "queued" if in_order else "pending" if active else "parked"
-                if in_order:
-                    fifo.add(endpoint_id)
-                delivery_rows.append(
+        for events, idempotent_since in groups:
+            results: list[PublishResult] = []
+            grouped.append(results)
+            for event in events:
+                key = event.idempotency_key
+                if key is not None:
+                    if (event.tenant_id, key) in unflushed_keys:
+                        flush()
+                    row = conn.execute(
+                        Q["find_idempotent_event"],
+                        {"tenant_id": event.tenant_id, "key": key, "since": idempotent_since},
+                    ).fetchone()
+                    if row is not None:
+                        count = conn.execute(
+                            Q["count_event_deliveries"], {"event_id": row["id"]}
+                        ).fetchone()[0]
+                        results.append(PublishResult(codec.event_from_row(row), count, True))
+                        continue
+                    unflushed_keys.add((event.tenant_id, key))
+                event_rows.append(
                     (
-                        ids.new_id(ids.DELIVERY, now=now),
-                        event.tenant_id,
                         event.id,
-                        endpoint_id,
+                        event.tenant_id,
                         event.type,
-                        status,
-                        default_priority if event.priority is None else event.priority,
-                        now,
-                        now,
-                        now,
+                        event.payload,
+                        event.occurred_at,
+                        event.created_at,
+                        key,
+                        event.priority,
                     )
                 )
-            results.append(PublishResult(event, len(targets)))
+                targets = matching.get((event.tenant_id, event.type))
+                if targets is None:
+                    targets = matching[(event.tenant_id, event.type)] = [
+                        target
+                        for target in self._fanout_targets(conn, event.tenant_id)
+                        if target[1].matches(event.type) and target[0] != exclude
+                    ]
+                now = event.created_at
+                for endpoint_id, _, active, default_priority, in_order in targets:
+                    if in_order:
+                        fifo.add(endpoint_id)
+                    delivery_rows.append(
+                        (
+                            ids.new_id(ids.DELIVERY, now=now),
+                            event.tenant_id,
+                            event.id,
+                            endpoint_id,
+                            event.type,
+                            "queued" if in_order else "pending" if active else "parked",
+                            default_priority if event.priority is None else event.priority,
+                            now,
+                            now,
+                            now,
+                        )
+                    )
+                results.append(PublishResult(event, len(targets)))
         flush()
         if fifo:  # a FIFO endpoint without a head: its oldest queued delivery is next
             params = {"endpoint_ids": codec.dumps(sorted(fifo)), "now": time.time()}
             conn.execute(Q["promote_fifo_heads"], params)
-        return results
+        return grouped
 
     async def get_event(self, tenant_id: str | None, event_id: str) -> Event | None:
         row = await self._read(
@@ -860,6 +933,72 @@ def _health(results: Sequence[AttemptResult]) -> tuple[list[str], dict[str, floa
         if r.attempt.outcome != "success" and r.attempt.endpoint_id not in succeeded
     }
     return sorted(succeeded), failed
+
+
+#: `insert_event` with positional parameters (its columns' order) for `_insert_rows`.
+_INSERT_EVENT = (
+    Q["insert_event"][: Q["insert_event"].rindex("VALUES")]
+    + "VALUES ("
+    + (", ".join("?" * 8) + ")")
+)
+#: Rows per multi-row INSERT, largest first: any count is a sum of these, and only these few
+#: statements are ever prepared (the connection's statement cache keeps them).
+_INSERT_CHUNKS = (256, 64, 16, 4, 1)
+
+
+def _insert_rows(conn: sqlite3.Connection, insert: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """`insert` (an INSERT of one `VALUES (?, …)` row) for each of `rows`, as multi-row INSERTs.
+
+    `executemany` steps the statement once per row, and the sqlite3 module lets go of the GIL
+    around every step: on the writer thread each one is a wait for the event loop's thread to
+    hand it back, which under load is most of the time the insert takes. One statement per chunk
+    of rows steps once.
+    """
+    at = 0
+    for size in _INSERT_CHUNKS:
+        while len(rows) - at >= size:
+            chunk = rows[at : at + size]
+            conn.execute(_multi_row(insert, size), [value for row in chunk for value in row])
+            at += size
+
+
+@functools.cache
+def _multi_row(insert: str, rows: int) -> str:
+    head, _, values = insert.rpartition("VALUES")
+    return head + "VALUES " + ", ".join([values.strip()] * rows)
+
+
+def _outcomes(job: asyncio.Future[list[_Outcome]]) -> list[_Outcome] | BaseException:
+    if job.cancelled():
+        return asyncio.CancelledError()
+    return job.exception() or job.result()
+
+
+def _answer_publishes(taken: list[_Publish], outcomes: list[_Outcome] | BaseException) -> None:
+    """On the event loop, once the writer has committed (or failed): answer each publish."""
+    if isinstance(outcomes, BaseException):
+        outcomes = [(None, outcomes)] * len(taken)
+    current = asyncio.get_running_loop()
+    for (_, _, waiter), (results, error) in zip(taken, outcomes, strict=True):
+        if waiter.get_loop() is current:
+            _settle_one(waiter, results, error)
+        else:  # a caller on another event loop (another thread)
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits
+                waiter.get_loop().call_soon_threadsafe(_settle_one, waiter, results, error)
+
+
+def _settle_one(
+    waiter: asyncio.Future[list[PublishResult]],
+    results: list[PublishResult] | None,
+    error: BaseException | None,
+) -> None:
+    if waiter.done():  # the caller was cancelled
+        return
+    if error is not None:
+        waiter.set_exception(error)
+    else:
+        assert results is not None
+        waiter.set_result(results)
 
 
 def _page(items: list[T], limit: int) -> Page[T]:
