@@ -417,3 +417,26 @@ async def test_the_fallback_receives_what_the_primary_could_not(engine: Engine) 
         # a replay starts again at the primary
         await engine.retry_delivery(None, item.id)
         await primary.wait_for(lambda: len(primary.requests) == 3)
+
+
+async def test_parked_deliveries_survive_disable_restart_and_resume(settings: Settings) -> None:
+    async with Receiver(always(410)) as receiver:
+        async with Engine(settings) as engine:
+            endpoint, _ = await engine.create_endpoint(
+                T, url=receiver.url, event_types=["*"], retry_policy=FAST
+            )
+            await engine.publish(T, "a.b", {"n": 0})
+            parked = DeliveryFilter(statuses=[DeliveryStatus.PARKED], endpoint_id=endpoint.id)
+            await wait_status(engine, parked, 1)
+            for n in range(1, 5):
+                await engine.publish(T, "a.b", {"n": n})
+            await wait_status(engine, parked, 5)
+        receiver.script = always(200)
+        async with Engine(settings) as engine:  # a restart: a new process on the same database
+            current = await engine.get_endpoint(None, endpoint.id)
+            assert current.status is EndpointStatus.DISABLED
+            await asyncio.sleep(0.3)
+            assert len(receiver.requests) == 1  # still parked, nothing sent
+            await engine.update_endpoint(None, endpoint.id, status=EndpointStatus.ACTIVE)
+            await wait_status(engine, delivered(endpoint.id), 5)
+    assert sorted(r.json()["data"]["n"] for r in receiver.requests[1:]) == [0, 1, 2, 3, 4]
