@@ -736,7 +736,7 @@ class SqliteStore:
             # Attempts whose delivery was deleted meanwhile are dropped with it.
             ids_json = codec.dumps([a[1] for a in attempts])
             live = {row[0] for row in conn.execute(Q["existing_deliveries"], {"ids": ids_json})}
-            conn.executemany(Q["insert_attempt"], [a for a in attempts if a[1] in live])
+            _insert_rows(conn, Q["insert_attempt"], [a for a in attempts if a[1] in live])
             conn.executemany(Q["complete_delivery"], updates)
             if succeeded:
                 conn.execute(Q["endpoints_succeeded"], {"ids": codec.dumps(succeeded), "now": now})
