@@ -204,13 +204,16 @@ ORDER BY id DESC
 LIMIT :limit;
 
 -- name: events_for_bodies
-SELECT id, type, payload, occurred_at FROM events
+-- One JSON array of [id, type, occurred_at, payload as text] (one step; payload is UTF-8 JSON).
+SELECT json_group_array(json_array(id, type, occurred_at, CAST(payload AS TEXT))) FROM events
 WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: claim_due
-UPDATE deliveries
-SET status = 'sending', lease_owner = :worker_id, next_attempt_at = :lease_until,
-    updated_at = :now
+-- The due deliveries a claim takes, as one JSON array (one step of the statement, not one per
+-- row: see store._insert_rows); claim_mark then leases them, in the same transaction.
+SELECT json_group_array(json_array(id, endpoint_id, event_id, event_type, attempts,
+                                   total_attempts, priority, fallback))
+FROM deliveries
 WHERE id IN (
     -- Without statistics the planner prefers deliveries_by_status and a sort, whose cost grows
     -- with the backlog; the partial index keeps a claim's cost flat (bench/README.md). Higher
@@ -222,8 +225,13 @@ WHERE id IN (
       AND next_attempt_at <= :now
     ORDER BY priority DESC, next_attempt_at
     LIMIT :limit
-)
-RETURNING id, endpoint_id, event_id, event_type, attempts, total_attempts, priority, fallback;
+);
+
+-- name: claim_mark
+UPDATE deliveries
+SET status = 'sending', lease_owner = :worker_id, next_attempt_at = :lease_until,
+    updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: insert_attempt
 INSERT INTO attempts (id, delivery_id, endpoint_id, number, started_at, duration_ms, outcome,

@@ -678,29 +678,31 @@ class SqliteStore:
         }
 
         def run(conn: sqlite3.Connection) -> list[ClaimedDelivery]:
-            rows = conn.execute(Q["claim_due"], params).fetchall()
+            rows = orjson.loads(conn.execute(Q["claim_due"], params).fetchone()[0])
             if not rows:
                 return []
-            event_ids = list({r["event_id"] for r in rows})
-            bodies = {
-                e["id"]: codec.wire_body(e["type"], e["occurred_at"], e["payload"])
-                for e in conn.execute(Q["events_for_bodies"], {"ids": codec.dumps(event_ids)})
-            }
+            ids_json = codec.dumps([r[0] for r in rows])
+            conn.execute(Q["claim_mark"], {**params, "ids": ids_json})
+            event_ids = codec.dumps(list({r[2] for r in rows}))
+            events = orjson.loads(
+                conn.execute(Q["events_for_bodies"], {"ids": event_ids}).fetchone()[0]
+            )
+            bodies = {e[0]: codec.wire_body(e[1], e[2], e[3].encode()) for e in events}
             claimed = [
                 ClaimedDelivery(
-                    id=r["id"],
-                    endpoint_id=r["endpoint_id"],
-                    event_id=r["event_id"],
-                    event_type=r["event_type"],
-                    attempts=r["attempts"],
-                    total_attempts=r["total_attempts"],
-                    body=bodies[r["event_id"]],
-                    priority=r["priority"],
-                    fallback=bool(r["fallback"]),
+                    id=r[0],
+                    endpoint_id=r[1],
+                    event_id=r[2],
+                    event_type=r[3],
+                    attempts=r[4],
+                    total_attempts=r[5],
+                    body=bodies[r[2]],
+                    priority=r[6],
+                    fallback=bool(r[7]),
                 )
                 for r in rows
             ]
-            claimed.sort(key=lambda c: -c.priority)  # RETURNING keeps no order
+            claimed.sort(key=lambda c: -c.priority)
             return claimed
 
         return await self._write(run, durable=False)
