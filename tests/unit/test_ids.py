@@ -38,3 +38,19 @@ def test_has_prefix() -> None:
     assert ids.has_prefix(ident, "ep")
     assert not ids.has_prefix(ident, "evt")
     assert not ids.has_prefix("ep_short", "ep")
+
+
+def test_a_forked_child_does_not_repeat_its_parents_ids() -> None:
+    import os
+
+    ids.new_id("x")  # the parent has random parts pooled
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.write(write, ids.new_id("x").encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    os.close(write)
+    assert child[-16:] != ids.new_id("x")[-16:]

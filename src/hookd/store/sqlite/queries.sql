@@ -52,7 +52,8 @@ SET url = :url, name = :name, description = :description, event_types = :event_t
 WHERE id = :id AND tenant_id = :tenant_id;
 
 -- name: existing_deliveries
-SELECT id FROM deliveries WHERE id IN (SELECT value FROM json_each(:ids));
+-- As one JSON array (one step, not one per row: see store._insert_rows).
+SELECT json_group_array(id) FROM deliveries WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: endpoint_tenant
 SELECT tenant_id, url FROM endpoints WHERE id = :id;

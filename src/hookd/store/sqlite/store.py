@@ -737,7 +737,8 @@ class SqliteStore:
         def run(conn: sqlite3.Connection) -> list[BreakerChange]:
             # Attempts whose delivery was deleted meanwhile are dropped with it.
             ids_json = codec.dumps([a[1] for a in attempts])
-            live = {row[0] for row in conn.execute(Q["existing_deliveries"], {"ids": ids_json})}
+            found = conn.execute(Q["existing_deliveries"], {"ids": ids_json}).fetchone()[0]
+            live = set(orjson.loads(found))
             _insert_rows(conn, Q["insert_attempt"], [a for a in attempts if a[1] in live])
             conn.executemany(Q["complete_delivery"], updates)
             if succeeded:
