@@ -51,7 +51,7 @@ from hookd.domain.models import (
     PublishResult,
     Secret,
 )
-from hookd.policy import patterns, ratelimit, retry, rotation, schemas, signing
+from hookd.policy import admission, patterns, retry, rotation, schemas, signing
 from hookd.policy.admission import Gate
 from hookd.policy.breaker import BreakerSettings, BreakerState, Transition
 from hookd.store.port import ApiKey, DeliveryFilter, EventFilter, Page, Store
@@ -538,18 +538,7 @@ class Engine:
         now = time.time()
         state = gate.breaker
         successes, failures = state.counts(now, endpoint.breaker)
-        rate = endpoint.rate_limit
-        tokens = (
-            None
-            if rate is None
-            else ratelimit.refill(
-                float(rate.burst) if gate.tokens is None else gate.tokens,
-                gate.updated_at,
-                now,
-                rate.per_second,
-                rate.burst,
-            )
-        )
+        tokens = admission.tokens_at(gate, endpoint.rate_limit, now)
         return EndpointHealth(
             endpoint_id=endpoint.id,
             status=endpoint.status,

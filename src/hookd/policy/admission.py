@@ -52,20 +52,18 @@ class ThrottleGrant:
     transition: Transition | None = None  # the breaker's change in this grant (to half-open)
 
 
+def tokens_at(gate: Gate, rate: EndpointRateLimit | None, now: float) -> float | None:
+    """The tokens in the gate's bucket at `now` (None without a rate limit)."""
+    if rate is None:
+        return None
+    held = float(rate.burst) if gate.tokens is None else gate.tokens
+    return ratelimit.refill(held, gate.updated_at, now, rate.per_second, rate.burst)
+
+
 def admit(gate: Gate, request: ThrottleRequest, now: float) -> tuple[Gate, ThrottleGrant]:
     """What `request` is granted from `gate` at `now`, and the gate afterwards."""
     rate = request.rate_limit
-    tokens = (
-        0.0
-        if rate is None
-        else ratelimit.refill(
-            float(rate.burst) if gate.tokens is None else gate.tokens,
-            gate.updated_at,
-            now,
-            rate.per_second,
-            rate.burst,
-        )
-    )
+    tokens = tokens_at(gate, rate, now) or 0.0
     wanted = max(request.wanted, 0)
     breaker = gate.breaker
     probe = False

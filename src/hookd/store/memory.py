@@ -464,12 +464,8 @@ class MemoryStore:
     async def release(self, *, worker_id: str, delivery_ids: Sequence[str], now: float) -> int:
         released = 0
         for delivery_id in delivery_ids:
-            delivery = self.deliveries.get(delivery_id)
-            if (
-                delivery is None
-                or delivery.status is not DeliveryStatus.SENDING
-                or self.leases.get(delivery_id) != worker_id
-            ):
+            delivery = self._leased(delivery_id, worker_id)
+            if delivery is None:
                 continue
             self._unlease(delivery, now)
             released += 1
@@ -486,14 +482,21 @@ class MemoryStore:
             updated_at=now,
         )
 
+    def _leased(self, delivery_id: str, worker_id: str) -> Delivery | None:
+        """The delivery if `worker_id` holds its lease."""
+        delivery = self.deliveries.get(delivery_id)
+        if (
+            delivery is None
+            or delivery.status is not DeliveryStatus.SENDING
+            or self.leases.get(delivery_id) != worker_id
+        ):
+            return None
+        return delivery
+
     async def defer(self, *, worker_id: str, until: Mapping[str, float], now: float) -> None:
         for delivery_id, due in until.items():
-            delivery = self.deliveries.get(delivery_id)
-            if (
-                delivery is None
-                or delivery.status is not DeliveryStatus.SENDING
-                or self.leases.get(delivery_id) != worker_id
-            ):
+            delivery = self._leased(delivery_id, worker_id)
+            if delivery is None:
                 continue
             self._unlease(delivery, now)
             self.deliveries[delivery_id] = dataclasses.replace(
@@ -519,12 +522,8 @@ class MemoryStore:
     async def divert(self, *, worker_id: str, delivery_ids: Sequence[str], now: float) -> int:
         diverted = 0
         for delivery_id in delivery_ids:
-            delivery = self.deliveries.get(delivery_id)
-            if (
-                delivery is None
-                or delivery.status is not DeliveryStatus.SENDING
-                or self.leases.get(delivery_id) != worker_id
-            ):
+            delivery = self._leased(delivery_id, worker_id)
+            if delivery is None:
                 continue
             self._unlease(delivery, now)
             self.deliveries[delivery_id] = dataclasses.replace(
