@@ -164,3 +164,54 @@ async def test_only_durable_writes_wait_for_the_disk(tmp_path: Path) -> None:
         assert both[1] == both[2] == 2 and both[0] in (1, 2)
     finally:
         await store.close()
+
+
+def test_a_batch_of_results_finds_each_delivery_by_id(tmp_path: Path) -> None:
+    """complete_deliveries must drive from the batch's rows and look each delivery up by id; a
+    plan through deliveries_by_status would scan every delivery in flight once per row."""
+    from hookd.store.sqlite.store import Q
+
+    conn = sqlite3.connect(tmp_path / "plan.db", isolation_level=None)
+    migrate(conn)
+    params = {"rows": "[]", "now": 0.0, "worker_id": "w"}
+    plan = [
+        row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + Q["complete_deliveries"], params)
+    ]
+    conn.close()
+    steps = " | ".join(plan)
+    assert plan[0].startswith("SCAN json_each"), steps
+    assert "SEARCH deliveries USING INDEX sqlite_autoindex_deliveries_1 (id=?)" in steps, steps
+    assert "deliveries_by_status" not in steps, steps
+
+
+async def test_a_result_with_a_lone_surrogate_is_recorded(tmp_path: Path) -> None:
+    """Text neither SQLite nor JSON can hold (a lone surrogate) is stored as U+FFFD; the whole
+    batch lands."""
+    import dataclasses
+
+    from test_store_contract import result_for
+
+    from hookd.domain.models import DeliveryStatus
+
+    store = SqliteStore(tmp_path / "s.db", crypto.SecretBox(crypto.generate_key()))
+    await store.open()
+    try:
+        endpoint = make_endpoint()
+        await store.create_endpoint(endpoint)
+        await store.publish([make_event(), make_event()])
+        now = time.time()
+        claimed = await store.claim(worker_id="w", limit=5, now=now, lease_seconds=60)
+        results = [
+            result_for(c.id, endpoint.id, DeliveryStatus.PENDING, next_at=now + 60) for c in claimed
+        ]
+        odd = dataclasses.replace(results[0].attempt, error="timeout: \ud800")
+        results[0] = dataclasses.replace(results[0], attempt=odd)
+        await store.record(worker_id="w", results=results, now=now)
+        for c in claimed:
+            found = await store.get_delivery(None, c.id)
+            assert found is not None and found.status is DeliveryStatus.PENDING
+            assert found.attempts == 1 and found.next_attempt_at == pytest.approx(now + 60)
+        odd_delivery = await store.get_delivery(None, claimed[0].id)
+        assert odd_delivery is not None and odd_delivery.last_error == "timeout: \ufffd"
+    finally:
+        await store.close()

@@ -259,6 +259,14 @@ def attempt_from_row(row: Mapping[str, Any]) -> Attempt:
     )
 
 
+def storable(value: str | None) -> str | None:
+    """Text as both databases can store it: a lone surrogate (a peer's malformed bytes decoded
+    leniently) becomes U+FFFD instead of failing the write."""
+    if value is None or value.isascii():
+        return value
+    return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def attempt_to_params(attempt: Attempt) -> tuple[Any, ...]:
     return (
         attempt.id,
@@ -269,10 +277,10 @@ def attempt_to_params(attempt: Attempt) -> tuple[Any, ...]:
         attempt.duration_ms,
         attempt.outcome,
         attempt.status_code,
-        attempt.error,
+        storable(attempt.error),
         dumps(dict(attempt.request_headers)),
         dumps(dict(attempt.response_headers)),
-        attempt.response_body,
+        storable(attempt.response_body),
     )
 
 

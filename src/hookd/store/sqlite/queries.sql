@@ -239,6 +239,32 @@ INSERT INTO attempts (id, delivery_id, endpoint_id, number, started_at, duration
                       status_code, error, request_headers, response_headers, response_body)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
+-- name: complete_deliveries
+-- complete_delivery for a whole batch in one statement (one step, not one per row: see
+-- store._insert_rows). :rows is a JSON array of [id, status, next_attempt_at, status_code,
+-- error, to_fallback]. The unary + keeps the planner off deliveries_by_status: the rows drive
+-- the join, each finding its delivery by id (an EXPLAIN test guards the plan).
+UPDATE deliveries
+SET status = CASE
+        WHEN r.r_status = 'pending'
+             AND (SELECT status FROM endpoints WHERE endpoints.id = deliveries.endpoint_id)
+                 != 'active'
+        THEN 'parked' ELSE r.r_status END,
+    next_attempt_at = r.r_next_at,
+    attempts = CASE WHEN r.r_fallback THEN 0 ELSE attempts + 1 END,
+    fallback = CASE WHEN r.r_fallback THEN 1 ELSE fallback END,
+    total_attempts = total_attempts + 1,
+    last_status_code = r.r_code,
+    last_error = r.r_error,
+    lease_owner = NULL,
+    updated_at = :now
+FROM (SELECT json_extract(value, '$[0]') AS r_id, json_extract(value, '$[1]') AS r_status,
+             json_extract(value, '$[2]') AS r_next_at, json_extract(value, '$[3]') AS r_code,
+             json_extract(value, '$[4]') AS r_error, json_extract(value, '$[5]') AS r_fallback
+      FROM json_each(:rows)) AS r
+WHERE deliveries.id = r.r_id AND deliveries.lease_owner = :worker_id
+  AND +deliveries.status = 'sending';
+
 -- name: complete_delivery
 -- A retry for an endpoint that is no longer active is parked instead. ?8: switch to the
 -- fallback URL, with a fresh attempt budget.

@@ -716,7 +716,7 @@ class SqliteStore:
                 r.status.value,
                 r.next_attempt_at,
                 r.attempt.status_code,
-                r.attempt.error,
+                codec.storable(r.attempt.error),
                 now,
                 r.attempt.delivery_id,
                 worker_id,
@@ -733,6 +733,8 @@ class SqliteStore:
         # endpoints whose delivery ended: if FIFO, their next delivery may go
         ended = sorted({r.attempt.endpoint_id for r in results if r.status in ENDED_STATUSES})
         outcomes = admission.breaker_outcomes(results)
+        # the whole batch as one statement's JSON (one step of the writer, see _insert_rows)
+        completions = codec.dumps([[u[5], u[0], u[1], u[2], u[3], u[7]] for u in updates])
 
         def run(conn: sqlite3.Connection) -> list[BreakerChange]:
             # Attempts whose delivery was deleted meanwhile are dropped with it.
@@ -740,7 +742,8 @@ class SqliteStore:
             found = conn.execute(Q["existing_deliveries"], {"ids": ids_json}).fetchone()[0]
             live = set(orjson.loads(found))
             _insert_rows(conn, Q["insert_attempt"], [a for a in attempts if a[1] in live])
-            conn.executemany(Q["complete_delivery"], updates)
+            params = {"rows": completions, "now": now, "worker_id": worker_id}
+            conn.execute(Q["complete_deliveries"], params)
             if succeeded:
                 conn.execute(Q["endpoints_succeeded"], {"ids": codec.dumps(succeeded), "now": now})
             if failed:
