@@ -35,8 +35,6 @@ import datetime
 import json
 import os
 import platform
-import selectors
-import signal
 import statistics
 import subprocess
 import sys
@@ -49,10 +47,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 if str(ROOT / "src") not in sys.path:  # so it also runs without PYTHONPATH=src
     sys.path.insert(0, str(ROOT / "src"))
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
 
 import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 
+from e2e import Receiver  # noqa: E402  (bench/receiver.py in a child process)
 from hookd.delivery.http1 import NativeSender  # noqa: E402
 from hookd.delivery.sender import HttpSender, Sender  # noqa: E402
 from hookd.delivery.ssrf import AddressPolicy  # noqa: E402
@@ -65,56 +66,6 @@ from hookd.store.codec import wire_body  # noqa: E402
 EVENT_TYPE = "order.filled"
 PAYLOAD_SIZE = 400  # the event's data JSON; the signed body is ~470 B
 CLIENTS = {"aiohttp": "raw aiohttp ClientSession", "sender": "HttpSender", "native": "NativeSender"}
-
-
-# --------------------------------------------------------------------------------------------
-# the receiver child process
-
-
-class Receiver:
-    """bench/receiver.py in a child process, on 127.0.0.1 and a free port."""
-
-    def __init__(self, *, uvloop: bool) -> None:
-        self.uvloop = uvloop
-        self.port = 0
-        self._proc: subprocess.Popen[str] | None = None
-
-    def start(self, timeout: float = 15.0) -> None:
-        cmd = [sys.executable, str(HERE / "receiver.py"), "--port", "0"]
-        if not self.uvloop:
-            cmd.append("--no-uvloop")
-        self._proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
-        assert self._proc.stdout is not None
-        with selectors.DefaultSelector() as sel:
-            sel.register(self._proc.stdout, selectors.EVENT_READ)
-            line = self._proc.stdout.readline().strip() if sel.select(timeout) else ""
-        if not line.startswith("LISTENING "):
-            self.stop()
-            raise RuntimeError(f"the receiver did not start: {line!r}")
-        self.port = int(line.split()[1])
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def stop(self) -> int | None:
-        """Stop the child (SIGTERM, then SIGKILL); returns the count it printed, if any."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            out, _ = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate(timeout=10)
-        for line in (out or "").splitlines():
-            if line.startswith("COUNT "):
-                return int(line.split()[1])
-        return None
 
 
 # --------------------------------------------------------------------------------------------
