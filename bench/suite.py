@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
-import importlib.util
 import json
 import math
 import os
@@ -68,7 +67,6 @@ SCENARIOS = ("e2e-sqlite", "e2e-postgres", "publish", "latency", "fanout", "back
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 EVENT_TYPE = "order.filled"
 PAYLOAD_BYTES = 400
-NATIVE_MODULE = "hookd.delivery.http1"
 
 
 # --------------------------------------------------------------------------------------------
@@ -597,28 +595,11 @@ async def wait_delivered(
 # the raw client baseline
 
 
-def native_available() -> bool:
-    try:
-        return importlib.util.find_spec(NATIVE_MODULE) is not None
-    except ImportError:
-        return False
-
-
-def hookd_reads_client_setting() -> bool:
-    """Whether hookd's settings know HOOKD_HTTP_CLIENT (else hookd runs on aiohttp whatever
-    the environment says, and a native baseline would not be the same library)."""
-    spec = importlib.util.find_spec("hookd.config")
-    origin = spec.origin if spec is not None else None
-    return origin is not None and "HOOKD_HTTP_CLIENT" in Path(origin).read_text()
-
-
 async def raw_native_loop(url: str, n: int, concurrency: int, cap: float) -> dict[str, Any]:
     """A raw loop of hookd's native HTTP/1.1 client: C tasks, same signed requests as hookd.
 
-    Uses only the `Sender` port (`send(url, headers, body, timeout=)`, `close()`), built like
-    `HttpSender(policy, max_connections=C)`."""
-    import importlib
-
+    Uses only the `Sender` port (`send(url, headers, body, timeout=)`, `close()`)."""
+    from hookd.delivery.http1 import NativeSender
     from hookd.delivery.ssrf import AddressPolicy
     from hookd.delivery.worker import build_headers
     from hookd.domain import ids
@@ -626,8 +607,7 @@ async def raw_native_loop(url: str, n: int, concurrency: int, cap: float) -> dic
     from hookd.policy import retry, signing
     from hookd.store.codec import wire_body
 
-    native = importlib.import_module(NATIVE_MODULE).NativeSender
-    sender = native(AddressPolicy.allowing(["127.0.0.0/8"]), max_connections=concurrency)
+    sender = NativeSender(AddressPolicy.allowing(["127.0.0.0/8"]), max_connections=concurrency)
     now = time.time()
     endpoint = Endpoint(
         id=ids.new_id(ids.ENDPOINT),
@@ -895,11 +875,6 @@ async def e2e_sqlite(ctx: Context, out: Outcome) -> None:
         "baseline_spread_pct": spread_pct([before["per_second"], after["per_second"]]),
         "baseline_cpu_us_per_request": [before["cpu_us_per_item"], after["cpu_us_per_item"]],
     }
-    if ctx.client == "native" and not hookd_reads_client_setting():
-        out.notes.append(
-            "hookd's settings do not read HOOKD_HTTP_CLIENT: hookd ran on aiohttp, the baseline "
-            "on the native client (not the same library: the ratio is not the issue's)."
-        )
     out.notes.append(
         f"The endpoint is paused while {n:,} events are published (batch route), then resumed: "
         "the clock runs from the resume until the receiver has every request and the database "
@@ -1838,9 +1813,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--client",
         choices=["aiohttp", "native"],
-        default=None,
-        help=f"hookd's HTTP client (HOOKD_HTTP_CLIENT) and the baseline's; default: native "
-        f"when {NATIVE_MODULE} exists and hookd's settings read HOOKD_HTTP_CLIENT, else aiohttp",
+        default="native",
+        help="hookd's HTTP client (HOOKD_HTTP_CLIENT) and the baseline loop's (default native)",
     )
     parser.add_argument(
         "--pg-url",
@@ -1858,16 +1832,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown or not names:
         parser.error(f"unknown scenarios: {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     args.scenarios = [s for s in SCENARIOS if s in names]  # the documented order
-    if args.client is None:
-        native = native_available() and hookd_reads_client_setting()
-        args.client = "native" if native else "aiohttp"
-    elif args.client == "native" and not native_available():
-        parser.error(f"--client native: {NATIVE_MODULE} is not importable")
-    elif args.client == "native" and not hookd_reads_client_setting():
-        step(
-            "warning: hookd's settings do not read HOOKD_HTTP_CLIENT yet, so hookd itself "
-            "runs on aiohttp while the baseline loop uses the native client"
-        )
     if args.loadgen_procs < 1:
         parser.error("--loadgen-procs must be at least 1")
     if args.scenario_timeout is None:
@@ -1894,8 +1858,6 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python", *sys.argv]),
         "quick": args.quick,
         "client": args.client,
-        "hookd_reads_HOOKD_HTTP_CLIENT": hookd_reads_client_setting(),
-        "native_client_importable": native_available(),
         "machine": e2e.machine_info(loop_name),
     }
     started = time.perf_counter()
