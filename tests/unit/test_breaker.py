@@ -12,6 +12,7 @@ from hookd.policy.breaker import (
     BreakerState,
     allow,
     record,
+    record_successes,
     verdict,
 )
 from hookd.policy.retry import ErrorKind
@@ -161,3 +162,12 @@ def test_settings_validate_and_round_trip() -> None:
         "breaker.cooldown",
         "breaker.failure_rate",
     ]
+
+
+@pytest.mark.parametrize("count", [0, 1, 5, 40])
+def test_successes_in_one_step_are_the_same_as_one_by_one(count: int) -> None:
+    closed = feed(Breaker(), "sfsf", now=1000)
+    opened = feed(Breaker(), "f" * 10, now=1000)
+    _, probing = allow(opened, 1030, S)
+    for breaker in (Breaker(), closed, opened, probing):
+        assert record_successes(breaker, count, 1031, S) == feed(breaker, "s" * count, now=1031)

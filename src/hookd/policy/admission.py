@@ -13,6 +13,7 @@ circuit breaker). Pure: the stores load the gates of a claim batch's endpoints u
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -128,11 +129,24 @@ def settle(
     """The gate after these attempt outcomes (in order), and the breaker's transitions."""
     breaker = gate.breaker
     changes = []
-    for outcome in outcomes:
+    # runs of successes under the same settings go in one step (the common case: a batch of
+    # deliveries that all went through)
+    for (endpoint_id, success, settings), run in itertools.groupby(
+        outcomes, key=lambda o: (o.endpoint_id, o.success, o.settings)
+    ):
         before = breaker
-        breaker = breakers.record(breaker, outcome.success, now, outcome.settings)
-        if breaker.state is not before.state and breaker.history:
-            changes.append(BreakerChange(outcome.endpoint_id, breaker.history[-1]))
+        if success:
+            breaker = breakers.record_successes(breaker, len(list(run)), now, settings)
+            steps = [breaker]
+        else:
+            steps = []
+            for _ in run:
+                breaker = breakers.record(breaker, False, now, settings)
+                steps.append(breaker)
+        for step in steps:
+            if step.state is not before.state and step.history:
+                changes.append(BreakerChange(endpoint_id, step.history[-1]))
+            before = step
     return replace(gate, breaker=breaker), changes
 
 

@@ -262,15 +262,35 @@ def record(breaker: Breaker, success: bool, now: float, settings: BreakerSetting
     return updated
 
 
+def record_successes(
+    breaker: Breaker, count: int, now: float, settings: BreakerSettings
+) -> Breaker:
+    """`record(breaker, True, now, settings)` `count` times, in one step (a batch's successes:
+    no success can open a breaker, so they need no verdict one by one)."""
+    if count <= 0:
+        return breaker
+    if breaker.state is not BreakerState.CLOSED:
+        breaker = record(breaker, True, now, settings)  # open: unchanged; half-open: closed
+        count -= 1
+        if breaker.state is not BreakerState.CLOSED or not count:
+            return breaker
+    return replace(breaker, buckets=_add(breaker.buckets, now, True, settings, count))
+
+
 def _add(
-    buckets: tuple[Bucket, ...], now: float, success: bool, settings: BreakerSettings
+    buckets: tuple[Bucket, ...],
+    now: float,
+    success: bool,
+    settings: BreakerSettings,
+    count: int = 1,
 ) -> tuple[Bucket, ...]:
     current = _bucket(now, settings)
     oldest = current - settings.buckets + 1
     kept = [b for b in buckets if b[0] >= oldest]
+    ok, bad = (count, 0) if success else (0, count)
     if kept and kept[-1][0] == current:
-        index, ok, bad = kept[-1]
-        kept[-1] = (index, ok + success, bad + (not success))
+        index, ok_before, bad_before = kept[-1]
+        kept[-1] = (index, ok_before + ok, bad_before + bad)
     else:
-        kept.append((current, int(success), int(not success)))
+        kept.append((current, ok, bad))
     return tuple(kept)
