@@ -281,6 +281,39 @@ async def test_graceful_stop_finishes_in_flight_and_releases_the_rest(settings: 
         assert len(page.items) == 1
 
 
+async def test_claiming_ahead_keeps_the_worker_concurrency(settings: Settings) -> None:
+    """The worker claims a batch ahead of its free slots, and those wait here for a slot: never
+    more than `concurrency` requests are out at once, over every endpoint, and every delivery
+    is still sent exactly once."""
+    narrow = settings.replace(
+        worker=dataclasses.replace(settings.worker, concurrency=3, batch_size=4)
+    )
+    slow = always(200, delay=0.05)
+    async with Engine(narrow) as engine, Receiver(slow) as receiver:
+        assert engine.worker is not None
+        for path in ("a", "b"):  # two endpoints, one receiver counting what is out at once
+            await engine.create_endpoint(T, url=f"{receiver.url}/{path}", event_types=["*"])
+        ahead = 0
+
+        async def watch() -> None:
+            nonlocal ahead
+            while True:
+                assert engine.worker is not None
+                ahead = max(ahead, engine.worker.prefetched)
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await engine.publish_batch(T, [EventInput("a.b", {"i": i}) for i in range(20)])
+            await wait_status(engine, delivered(), 40)
+        finally:
+            watcher.cancel()
+        assert receiver.max_in_flight == 3
+        assert len(receiver.requests) == len(receiver.ids()) == 40
+        assert sorted(r.path for r in receiver.requests) == ["/hook/a"] * 20 + ["/hook/b"] * 20
+        assert ahead > 0  # some waited here, claimed ahead of a free slot
+
+
 async def test_higher_priority_is_delivered_first(settings: Settings) -> None:
     """One request at a time: what waited on a paused endpoint goes out highest priority first
     (the event's priority, else the endpoint's default), publish order within a priority."""

@@ -57,6 +57,8 @@ class Receiver:
         self._runner: web.AppRunner | None = None
         self.port = 0
         self._changed = asyncio.Event()
+        self.in_flight = 0  # requests being answered now
+        self.max_in_flight = 0  # the most there ever were at once
 
     @property
     def url(self) -> str:
@@ -83,6 +85,14 @@ class Receiver:
             self._runner = None
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         received = Received(
             dict(request.headers.items()), await request.read(), time.time(), request.path
         )

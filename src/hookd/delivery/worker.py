@@ -187,6 +187,12 @@ class Worker:
         # per endpoint: deliveries granted but waiting here for one of its slots (at most its
         # max_in_flight of them, so a wait is short beside the lease); started as slots free up
         self._waiting: dict[str, collections.deque[tuple[ClaimedDelivery, Endpoint, float]]] = {}
+        # granted deliveries claimed ahead (at most a claim batch of them): they wait here for
+        # one of the worker's `concurrency` slots, so a slot that frees up is refilled at once,
+        # not after the next claim's round trip to the database
+        self._ready: collections.deque[tuple[ClaimedDelivery, Endpoint, float]] = (
+            collections.deque()
+        )
         self._background: set[asyncio.Task[None]] = set()
 
     # control -----------------------------------------------------------------------------------
@@ -215,7 +221,9 @@ class Worker:
         self._slot_free.set()
         await self._loop_task
         waiting = [d.id for queue in self._waiting.values() for d, _, _ in queue]
+        waiting.extend(d.id for d, _, _ in self._ready)
         self._waiting.clear()
+        self._ready.clear()
         if self._in_flight:
             await asyncio.wait(
                 list(self._in_flight.values()), timeout=self._settings.worker.shutdown_grace
@@ -254,13 +262,21 @@ class Worker:
         """Deliveries held here for a slot of their endpoint's."""
         return sum(len(queue) for queue in self._waiting.values())
 
+    @property
+    def prefetched(self) -> int:
+        """Deliveries claimed ahead, held here for one of the worker's slots."""
+        return len(self._ready)
+
     # claiming ----------------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         cfg = self._settings.worker
         backoff = cfg.poll_interval  # grows while the database is unavailable
         while not self._stopping:
-            capacity = cfg.concurrency - len(self._in_flight) - self.waiting
-            if capacity < min(cfg.batch_size, cfg.concurrency) // 4 or capacity <= 0:
+            # the slots, and one claim batch ahead of them (see _ready)
+            capacity = (
+                cfg.concurrency + cfg.batch_size - len(self._in_flight) - self.waiting
+            ) - len(self._ready)
+            if capacity < cfg.batch_size // 4 or capacity <= 0:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
@@ -411,12 +427,36 @@ class Worker:
         )
 
     def _start_or_wait(self, delivery: ClaimedDelivery, endpoint: Endpoint, now: float) -> None:
-        if self._endpoint_in_flight[endpoint.id] < self.max_in_flight(endpoint):
-            self._start(delivery, endpoint)
-        else:
+        if self._endpoint_in_flight[endpoint.id] >= self.max_in_flight(endpoint):
             self._waiting.setdefault(endpoint.id, collections.deque()).append(
                 (delivery, endpoint, now)
             )
+        elif len(self._in_flight) < self._settings.worker.concurrency:
+            self._start(delivery, endpoint)
+        else:
+            self._ready.append((delivery, endpoint, now))
+
+    def _start_ready(self) -> None:
+        """Fill free slots from the deliveries claimed ahead; give back those that waited so
+        long (every slot held by slow receivers) that their leases would run short."""
+        concurrency = self._settings.worker.concurrency
+        ready = self._ready
+        if ready and not self._stopping:
+            now = self._clock()
+            if now - ready[0][2] > self._settings.lease_seconds / 2:
+                until = {d.id: now for d, _, _ in ready}
+                ready.clear()
+                self._in_background(self._store.defer(worker_id=self.id, until=until, now=now))
+            backoff: dict[str, float] = {}
+            while ready and len(self._in_flight) < concurrency:
+                delivery, endpoint, claimed_at = ready.popleft()
+                until = self._backoff.get(endpoint.id, 0.0)
+                if until > now:  # its receiver asked to slow down meanwhile
+                    backoff[delivery.id] = until
+                else:
+                    self._start_or_wait(delivery, endpoint, claimed_at)
+            if backoff:
+                self._in_background(self._store.defer(worker_id=self.id, until=backoff, now=now))
 
     def _fallback_due(self, endpoint: Endpoint, grant: ThrottleGrant, now: float) -> bool:
         """Held back by a breaker that has stayed open past the endpoint's `fallback_after`."""
@@ -521,6 +561,7 @@ class Worker:
                 if not queue:
                     del self._waiting[endpoint_id]
                 self._start(delivery, endpoint)
+        self._start_ready()
         self._slot_free.set()
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
