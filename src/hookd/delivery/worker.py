@@ -444,9 +444,9 @@ class Worker:
         if ready and not self._stopping:
             now = self._clock()
             if now - ready[0][2] > self._settings.lease_seconds / 2:
-                until = {d.id: now for d, _, _ in ready}
+                stale = {d.id: now for d, _, _ in ready}
                 ready.clear()
-                self._in_background(self._store.defer(worker_id=self.id, until=until, now=now))
+                self._in_background(self._store.defer(worker_id=self.id, until=stale, now=now))
             backoff: dict[str, float] = {}
             while ready and len(self._in_flight) < concurrency:
                 delivery, endpoint, claimed_at = ready.popleft()
