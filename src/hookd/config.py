@@ -24,6 +24,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 KEY_FILE_NAME = "hookd.key"
 #: The HTTP clients deliveries can go out with (`HOOKD_HTTP_CLIENT`).
 HTTP_CLIENTS = ("native", "aiohttp")
+#: The most delivery worker processes one `hookd serve` or `hookd worker` runs.
+MAX_WORKER_PROCESSES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,9 @@ class WorkerSettings:
     #: the HTTP client deliveries go out with: "native" (hookd.delivery.http1, the fast one) or
     #: "aiohttp" (hookd.delivery.sender)
     http_client: str = "native"
+    #: delivery worker processes of `hookd serve` / `hookd worker`: this process, and
+    #: `processes - 1` more that it starts, watches and stops (hookd.delivery.processes)
+    processes: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +211,7 @@ class Settings:
             "HOOKD_LEASE_SECONDS": ("lease_seconds", float),
             "HOOKD_SHUTDOWN_GRACE": ("shutdown_grace", float),
             "HOOKD_ENDPOINT_MAX_IN_FLIGHT": ("endpoint_max_in_flight", int),
+            "HOOKD_WORKER_PROCESSES": ("processes", int),
         }
         if "HOOKD_HTTP_CLIENT" in env:
             worker["http_client"] = env["HOOKD_HTTP_CLIENT"].strip().lower()
@@ -239,6 +245,10 @@ class Settings:
                 "HOOKD_ENDPOINT_MAX_IN_FLIGHT must be positive",
             ),
             (self.worker.batch_size > 0, "HOOKD_WORKER_BATCH_SIZE must be positive"),
+            (
+                1 <= self.worker.processes <= MAX_WORKER_PROCESSES,
+                f"HOOKD_WORKER_PROCESSES must be 1..{MAX_WORKER_PROCESSES}",
+            ),
             (self.worker.poll_interval > 0, "HOOKD_WORKER_POLL_INTERVAL must be positive"),
             (
                 self.worker.lease_seconds == 0 or self.worker.lease_seconds > self.max_timeout,

@@ -13,6 +13,7 @@ entry point gets the same rules and the same messages.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import math
@@ -29,6 +30,7 @@ from hookd import crypto, metrics, stats
 from hookd.config import Settings
 from hookd.delivery import probe
 from hookd.delivery.http1 import NativeSender
+from hookd.delivery.processes import WorkerProcesses
 from hookd.delivery.sender import HttpSender, Sender
 from hookd.delivery.ssrf import AddressPolicy, validate_url
 from hookd.delivery.worker import Worker
@@ -164,7 +166,9 @@ class Engine:
         run_worker: bool = True,
     ) -> None:
         self.settings = settings
-        self.store: Store = store or default_store(settings)
+        self.store: Store = store or default_store(
+            settings, shared=run_worker and settings.worker.processes > 1
+        )
         # valid API keys' records by key hash, with when to look again (see `authenticate`)
         self._keys: dict[str, tuple[ApiKey, float]] = {}
         self._keys_generation = 0
@@ -180,6 +184,12 @@ class Engine:
                 on_breaker=self.counters.breaker_changed,
             )
             if run_worker
+            else None
+        )
+        #: the worker processes beside this one (`settings.worker.processes` > 1)
+        self.processes: WorkerProcesses | None = (
+            WorkerProcesses(settings, settings.worker.processes - 1, self.counters)
+            if run_worker and settings.worker.processes > 1
             else None
         )
         self.started_at = time.time()
@@ -202,16 +212,32 @@ class Engine:
 
     async def open(self) -> None:
         await self.store.open()
-        if self.worker is not None:
-            await self.worker.start()
+        try:
+            if self.worker is not None:
+                await self.worker.start()  # frees the leases of an earlier run, first
+            if self.processes is not None:
+                await self.processes.start()
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         try:
-            if self.worker is not None:
-                await self.worker.stop()
+            stopping = [w.stop() for w in (self.processes, self.worker) if w is not None]
+            outcomes = await asyncio.gather(*stopping, return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         finally:
             await self._sender.close()
             await self.store.close()
+
+    def notify(self) -> None:
+        """Something may be due now (a publish, a resume, a replay): wake the workers."""
+        if self.worker is not None:
+            self.worker.notify()
+        if self.processes is not None:
+            self.processes.notify()
 
     async def not_ready_reason(self) -> str | None:
         """Why this engine cannot do its work now, or None when it can."""
@@ -221,6 +247,8 @@ class Engine:
             return "the database does not answer"
         if self.worker is not None and not self.worker.alive:
             return "the delivery worker is not running"
+        if self.processes is not None:
+            return self.processes.not_ready_reason()
         return None
 
     # API keys ----------------------------------------------------------------------------------
@@ -505,7 +533,7 @@ class Engine:
         updated = dataclasses.replace(current, updated_at=now, **changes)
         await self.store.update_endpoint(updated)
         if self.worker is not None and updated.status is EndpointStatus.ACTIVE:
-            self.worker.notify()
+            self.notify()
         return updated
 
     async def delete_endpoint(self, tenant_id: str | None, endpoint_id: str) -> None:
@@ -703,8 +731,8 @@ class Engine:
             raise errors.ValidationError("the event does not match its type", problems)
         (result,) = await self.store.publish([event], idempotent_since=self._idempotent_since())
         self.counters.event_published(0 if result.duplicate else 1)
-        if self.worker is not None and result.deliveries and not result.duplicate:
-            self.worker.notify()
+        if result.deliveries and not result.duplicate:
+            self.notify()
         return result
 
     async def publish_batch(
@@ -762,8 +790,8 @@ class Engine:
             )
         results = await self.store.publish(events, idempotent_since=self._idempotent_since())
         self.counters.event_published(sum(1 for r in results if not r.duplicate))
-        if self.worker is not None and any(r.deliveries and not r.duplicate for r in results):
-            self.worker.notify()
+        if any(r.deliveries and not r.duplicate for r in results):
+            self.notify()
         return results
 
     def _idempotent_since(self) -> float:
@@ -958,8 +986,7 @@ class Engine:
         await self.store.requeue(
             tenant_id, DeliveryFilter(), delivery_ids=[delivery_id], now=time.time()
         )
-        if self.worker is not None:
-            self.worker.notify()
+        self.notify()
         updated, _ = await self.get_delivery(tenant_id, delivery_id)
         return updated
 
@@ -986,8 +1013,8 @@ class Engine:
             now=time.time(),
             limit=limit,
         )
-        if count and self.worker is not None:
-            self.worker.notify()
+        if count:
+            self.notify()
         return count
 
     async def purge_dead_letters(
@@ -1012,14 +1039,20 @@ class Engine:
         )
 
 
-def default_store(settings: Settings) -> Store:
-    """PostgreSQL when `database_url` is set, else SQLite at `db_path`."""
+def default_store(settings: Settings, *, shared: bool = False, helper: bool = False) -> Store:
+    """PostgreSQL when `database_url` is set, else SQLite at `db_path`. On SQLite, `shared`:
+    this process owns the database and starts worker processes beside it; `helper`: this is
+    one of them (hookd.delivery.processes)."""
     if settings.database_url is not None:
         from hookd.store.postgres import PostgresStore  # here: SQLite users never load asyncpg
 
         return PostgresStore.from_settings(settings)
     return SqliteStore(
-        settings.db_path, settings.load_secret_box(), synchronous=settings.sqlite_synchronous
+        settings.db_path,
+        settings.load_secret_box(),
+        synchronous=settings.sqlite_synchronous,
+        exclusive=not helper,
+        shared=shared or helper,
     )
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from hookd.domain.models import AttemptResult, DeliveryStatus
 from hookd.policy.admission import BreakerChange
@@ -71,6 +72,61 @@ class DeliveryCounters:
         """The worker's observer of circuit-breaker transitions (on the event loop)."""
         self.breaker_transitions[change.transition.to_state.value] += 1
 
+    # other processes' counts (hookd.delivery.processes) -----------------------------------------
+    def take(self) -> dict[str, Any] | None:
+        """What was counted since the last `take`, as plain JSON-able data (None: nothing),
+        starting again from zero: a worker process sends it to the process that serves
+        /metrics, which `merge`s it."""
+        rows = {e: row for e, row in self._rows.items() if any(row)}
+        if any(self._other):
+            rows[OTHER] = self._other
+        transitions = {s: n for s, n in self.breaker_transitions.items() if n}
+        if not (rows or transitions or self.published):
+            return None
+        counts: dict[str, Any] = {
+            "published": self.published,
+            "rows": rows,
+            "buckets": self._buckets,
+            "latency_sum": self._latency_sum,
+            "breaker_transitions": transitions,
+        }
+        self.published = 0
+        self._rows = {}
+        self._other = [0] * len(OUTCOMES)
+        self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self._latency_sum = 0.0
+        self.breaker_transitions = dict.fromkeys((s.value for s in BreakerState), 0)
+        return counts
+
+    def merge(self, counts: Mapping[str, Any]) -> int:
+        """Add what another process's `take` returned; the number of attempts it held.
+        Malformed input raises ValueError (or TypeError) before anything is added."""
+        rows = {str(e): _counts(row, len(OUTCOMES)) for e, row in dict(counts["rows"]).items()}
+        buckets = _counts(counts["buckets"], len(self._buckets))
+        latency_sum = float(counts["latency_sum"])
+        published = int(counts["published"])
+        transitions = {str(s): int(n) for s, n in dict(counts["breaker_transitions"]).items()}
+        if not set(transitions) <= set(self.breaker_transitions):
+            raise ValueError(f"unknown breaker states: {sorted(transitions)}")
+        attempts = 0
+        for endpoint_id, added in rows.items():
+            row = self._other if endpoint_id == OTHER else self._rows.get(endpoint_id)
+            if row is None:
+                if len(self._rows) < self.endpoint_cap:
+                    row = self._rows[endpoint_id] = [0] * len(OUTCOMES)
+                else:
+                    row = self._other
+            for i, n in enumerate(added):
+                row[i] += n
+            attempts += sum(added)
+        for i, n in enumerate(buckets):
+            self._buckets[i] += n
+        self._latency_sum += latency_sum
+        self.published += published
+        for state, n in transitions.items():
+            self.breaker_transitions[state] += n
+        return attempts
+
     # reading -----------------------------------------------------------------------------------
     def by_endpoint(self) -> Iterator[tuple[str, str, int]]:
         """(endpoint label, outcome, count) for every count, `OTHER` last when it is used."""
@@ -96,3 +152,10 @@ class DeliveryCounters:
             running += count
             cumulative.append((bound, running))
         return cumulative, self._latency_sum
+
+
+def _counts(value: Any, length: int) -> list[int]:
+    counts = [int(n) for n in value]
+    if len(counts) != length or any(n < 0 for n in counts):
+        raise ValueError(f"expected {length} counts, not {value!r}")
+    return counts

@@ -62,7 +62,7 @@ def run_server(
         raise errors.ConfigError(f"log level must be one of {', '.join(LOG_LEVELS)}")
     logging.config.dictConfig(log_config(log_level))
     stop = _StopSignal()
-    with stop.installed(), asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with stop.installed(), asyncio.Runner(loop_factory=loop_factory()) as runner:
         if run_api:
             runner.run(_serve_api(settings, stop, console, run_worker, log_level, access_log))
         else:
@@ -119,7 +119,7 @@ async def _serve_worker(settings: Settings, stop: _StopSignal, console: Console)
             Text.assemble(
                 ("hookd worker ", "bold"),
                 (__version__, "dim"),
-                f" · database {settings.database_label()}",
+                f" · database {settings.database_label()}{_processes(settings)}",
             ),
             soft_wrap=True,
         )
@@ -236,15 +236,21 @@ def _startup_line(url: str, settings: Settings, *, worker: bool) -> Text:
         (url, "bold cyan"),
         f" · database {settings.database_label()} · worker ",
         ("on", "green") if worker else ("off", "yellow"),
+        _processes(settings) if worker else "",
         (" · Ctrl-C to stop", "dim"),
     )
+
+
+def _processes(settings: Settings) -> str:
+    count = settings.worker.processes
+    return f" ({count} processes)" if count > 1 else ""
 
 
 def _host_for_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
         import uvloop  # a dependency on every platform but Windows
     except ImportError:

@@ -167,6 +167,25 @@ class _Collector:
             "Requests this process's worker has in flight.",
             value=0 if engine.worker is None else engine.worker.in_flight,
         )
+        processes = engine.processes
+        if processes is not None:
+            yield GaugeMetricFamily(
+                "hookd_worker_processes",
+                "Delivery worker processes running, this one included (HOOKD_WORKER_PROCESSES).",
+                value=processes.running + 1,
+            )
+            by_process = CounterMetricFamily(
+                "hookd_worker_process_attempts",
+                "Delivery attempts by worker process (0: this one; the others report every "
+                "second, and their counts are in every other metric too).",
+                labels=["process"],
+            )
+            helpers = processes.attempts()
+            own = sum(counters.totals().values()) - sum(helpers.values())
+            by_process.add_metric(["0"], max(own, 0))
+            for index, count in sorted(helpers.items()):
+                by_process.add_metric([str(index)], count)
+            yield by_process
         info = GaugeMetricFamily("hookd_build_info", "hookd's version.", labels=["version"])
         info.add_metric([hookd.__version__], 1)
         yield info

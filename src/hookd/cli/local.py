@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 from collections.abc import Coroutine
@@ -16,7 +17,7 @@ from rich.text import Text
 
 from hookd import server
 from hookd.cli import _common as common
-from hookd.config import Settings
+from hookd.config import MAX_WORKER_PROCESSES, Settings
 from hookd.policy import signing
 from hookd.receiver import listen as receiver
 
@@ -51,6 +52,20 @@ DatabaseUrl = Annotated[
     ),
 ]
 
+WorkerProcesses = Annotated[
+    int | None,
+    typer.Option(
+        "--worker-processes",
+        envvar="HOOKD_WORKER_PROCESSES",
+        min=1,
+        max=MAX_WORKER_PROCESSES,
+        help="Delivery worker processes: this one and N-1 more it starts (one per core). "
+        "[default: 1]",
+        metavar="N",
+        show_default=False,
+    ),
+]
+
 DEFAULT_DB = Path("hookd.db")
 
 
@@ -61,9 +76,19 @@ def serve(
     log_level: Level = LogLevel.INFO,
     access_log: AccessLog = False,
     database_url: DatabaseUrl = None,
+    worker_processes: WorkerProcesses = None,
 ) -> None:
     """Run the API and the delivery worker in one process (Ctrl-C stops it gracefully)."""
-    _serve(db, host, port, log_level, access_log, run_worker=True, database_url=database_url)
+    _serve(
+        db,
+        host,
+        port,
+        log_level,
+        access_log,
+        run_worker=True,
+        database_url=database_url,
+        worker_processes=worker_processes,
+    )
 
 
 def api(
@@ -82,9 +107,12 @@ def worker(
     db: Db = DEFAULT_DB,
     log_level: Level = LogLevel.INFO,
     database_url: DatabaseUrl = None,
+    worker_processes: WorkerProcesses = None,
 ) -> None:
     """Run the delivery worker alone, without the API (on PostgreSQL, as many as you like)."""
-    settings = Settings.from_env(db_path=db, **_database(database_url))
+    settings = _with_processes(
+        Settings.from_env(db_path=db, **_database(database_url)), worker_processes
+    )
     server.run_server(
         settings, run_api=False, console=Console(highlight=False), log_level=log_level.value
     )
@@ -93,6 +121,13 @@ def worker(
 def _database(url: str | None) -> dict[str, Any]:
     """Settings overrides for --database-url (which typer already read from the environment)."""
     return {} if url is None else {"database_url": url}
+
+
+def _with_processes(settings: Settings, processes: int | None) -> Settings:
+    """--worker-processes (which typer already read from the environment)."""
+    if processes is None:
+        return settings
+    return settings.replace(worker=dataclasses.replace(settings.worker, processes=processes))
 
 
 def _serve(
@@ -104,8 +139,12 @@ def _serve(
     *,
     run_worker: bool,
     database_url: str | None = None,
+    worker_processes: int | None = None,
 ) -> None:
-    settings = Settings.from_env(db_path=db, host=host, port=port, **_database(database_url))
+    settings = _with_processes(
+        Settings.from_env(db_path=db, host=host, port=port, **_database(database_url)),
+        worker_processes,
+    )
     server.run_server(
         settings,
         run_worker=run_worker,

@@ -7,6 +7,11 @@ SELECT value FROM meta WHERE key = :key;
 INSERT INTO meta (key, value) VALUES (:key, :value)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;
 
+-- name: bump_version
+-- A counter kept as text in meta: one more (1 when it is new).
+INSERT INTO meta (key, value) VALUES (:key, '1')
+ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT);
+
 -- name: insert_api_key
 INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, created_at, revoked_at)
 VALUES (:id, :tenant_id, :name, :prefix, :key_hash, :created_at, :revoked_at);

@@ -64,6 +64,11 @@ T = TypeVar("T")
 Q = load_queries("hookd.store.sqlite", "queries.sql")
 
 _KEY_CHECK = "secret_key_check"
+#: meta key: a counter every change to an endpoint's settings or status moves on, so that the
+#: caches of the other processes writing this database see the change (`shared`)
+_ENDPOINTS_VERSION = "endpoints_version"
+#: How long an owner waits, when it opens, for worker processes of an earlier run to finish.
+HELPERS_WAIT = 60.0
 _EVENT_TYPE_CACHE = 10_000  # names cached per tenant at most
 
 #: One fan-out target: endpoint id, its compiled patterns, whether it is active, its default
@@ -117,14 +122,30 @@ class SqliteStore:
         synchronous: str = "FULL",
         readers: int = 4,
         exclusive: bool = True,
+        shared: bool = False,
+        helpers_wait: float = HELPERS_WAIT,
     ) -> None:
+        """`exclusive`: this process owns the database (`hookd serve`, `hookd worker`): no other
+        owner may open it, and the leases left in it by an earlier run are freed at the start.
+        `shared`: other processes write it too (an owner's worker processes, and those worker
+        processes themselves, opened with `exclusive=False`): endpoint caches are checked
+        against the database's version of them, and an owner opening the database first waits
+        (up to `helpers_wait` seconds) for the worker processes of an earlier run to finish."""
         if synchronous.upper() not in {"FULL", "NORMAL", "EXTRA"}:
             raise errors.ConfigError("sqlite synchronous must be FULL, NORMAL or EXTRA")
         self.path = Path(path)
         self._box = box
         self._synchronous = synchronous.upper()
         self._exclusive = exclusive
-        self._writer = Writer(self._connect_writer, synchronous=self._synchronous)
+        self._shared = shared
+        self._helpers_wait = helpers_wait
+        self._helpers_lock: IO[str] | None = None
+        self._writer = Writer(
+            self._connect_writer,
+            synchronous=self._synchronous,
+            on_begin=self._check_targets if shared else None,
+            turn=self.path.with_name(self.path.name + ".write") if shared else None,
+        )
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="hookd-sqlite-r")
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
@@ -138,6 +159,8 @@ class SqliteStore:
         # the worker's endpoint cache; touched only on the event loop
         self._endpoints: dict[str, Endpoint] = {}
         self._endpoints_generation = 0
+        self._endpoints_version: str | None = None  # of the cache above (`shared` only)
+        self._targets_version: str | None = None  # of `_targets`, on the writer thread
         # event types by tenant and name, None for "not declared"; touched only on the event loop
         self._event_types: dict[str, dict[str, EventType | None]] = {}
         self._event_types_generation = 0
@@ -150,6 +173,11 @@ class SqliteStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self._exclusive:
             self._take_lock()
+        try:
+            await asyncio.to_thread(self._join_helpers)
+        except BaseException:
+            self._release_lock()
+            raise
         try:
             self._writer.start()
             await self._write(self._check_key)
@@ -195,6 +223,39 @@ class SqliteStore:
             fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
             self._lock_file.close()
             self._lock_file = None
+        if self._helpers_lock is not None:
+            fcntl.flock(self._helpers_lock.fileno(), fcntl.LOCK_UN)
+            self._helpers_lock.close()
+            self._helpers_lock = None
+
+    def _join_helpers(self) -> None:
+        """Worker processes hold `<db>.workers` shared while they have the database open. An
+        owner takes it exclusively once, before anything else: the worker processes of an
+        earlier run (their owner was killed; they stop when they notice) have all finished
+        before this run frees the leases they held. A worker process takes it shared."""
+        if not (self._exclusive or self._shared):
+            return
+        handle = self.path.with_name(self.path.name + ".workers").open("a+")
+        mode = fcntl.LOCK_EX if self._exclusive else fcntl.LOCK_SH
+        deadline = time.monotonic() + self._helpers_wait
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), mode | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    handle.close()
+                    raise errors.ConfigError(
+                        f"worker processes of an earlier hookd run still use {self.path}; "
+                        "they stop by themselves within the shutdown grace: try again, or stop "
+                        "them (`hookd.delivery.helper` processes)"
+                    ) from None
+                time.sleep(0.05)
+        if self._exclusive:  # they are gone; this run's worker processes take it shared
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            handle.close()
+        else:
+            self._helpers_lock = handle
 
     def _connect(self, *, readonly: bool) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -252,9 +313,19 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise errors.StoreError(f"sqlite read failed: {exc}") from exc
 
-    def _endpoints_changed(self, endpoint_id: str, tenant_id: str) -> None:
-        """Called on the writer thread inside a transaction that changed an endpoint."""
+    def _check_targets(self, conn: sqlite3.Connection) -> None:
+        """At the start of each write transaction (`shared` only): drop the fan-out targets
+        when another process changed an endpoint since they were read."""
+        version = _endpoints_version(conn)
+        if version != self._targets_version:
+            self._targets.clear()
+            self._targets_version = version
+
+    def _endpoints_changed(self, conn: sqlite3.Connection, tenant_id: str) -> None:
+        """Called on the writer thread inside a transaction that changed an endpoint: the
+        change moves the database's endpoints version on (for the other processes' caches)."""
         self._targets.pop(tenant_id, None)
+        conn.execute(Q["bump_version"], {"key": _ENDPOINTS_VERSION})
 
     def _forget_endpoint(self, endpoint_id: str) -> None:
         self._endpoints.pop(endpoint_id, None)
@@ -384,7 +455,7 @@ class SqliteStore:
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(Q["insert_endpoint"], row)
-            self._endpoints_changed(endpoint.id, endpoint.tenant_id)
+            self._endpoints_changed(conn, endpoint.tenant_id)
 
         await self._write(run)
         self._forget_endpoint(endpoint.id)
@@ -405,7 +476,7 @@ class SqliteStore:
             else:  # e.g. resumed after its head was purged: the next one goes
                 params = {"endpoint_ids": codec.dumps([endpoint.id]), "now": endpoint.updated_at}
                 conn.execute(Q["promote_fifo_heads"], params)
-            self._endpoints_changed(endpoint.id, endpoint.tenant_id)
+            self._endpoints_changed(conn, endpoint.tenant_id)
 
         await self._write(run)
         self._forget_endpoint(endpoint.id)
@@ -444,7 +515,7 @@ class SqliteStore:
             if row is None:
                 return False
             conn.execute(Q["delete_endpoint"], {"id": endpoint_id, "tenant_id": tenant_id})
-            self._endpoints_changed(endpoint_id, row["tenant_id"])
+            self._endpoints_changed(conn, row["tenant_id"])
             return True
 
         deleted = await self._write(run)
@@ -452,6 +523,12 @@ class SqliteStore:
         return deleted
 
     async def endpoints_by_id(self, endpoint_ids: Collection[str]) -> dict[str, Endpoint]:
+        if self._shared:  # another process may have changed one: a read per call (a batch)
+            version = await self._read(_endpoints_version)
+            if version != self._endpoints_version:
+                self._endpoints.clear()
+                self._endpoints_generation += 1
+                self._endpoints_version = version
         found = {i: self._endpoints[i] for i in endpoint_ids if i in self._endpoints}
         missing = [i for i in endpoint_ids if i not in found]
         if missing:
@@ -763,7 +840,7 @@ class SqliteStore:
                     )
                     found = conn.execute(Q["endpoint_tenant"], {"id": endpoint_id}).fetchone()
                     if found is not None:
-                        self._endpoints_changed(endpoint_id, found[0])
+                        self._endpoints_changed(conn, found[0])
                         event = codec.disabled_event(found[0], endpoint_id, found[1], reason, now)
                         self._publish_in(conn, [event], None, exclude=endpoint_id)
             if ended:
@@ -950,6 +1027,11 @@ _INSERT_EVENT = (
 #: Rows per multi-row INSERT, largest first: any count is a sum of these, and only these few
 #: statements are ever prepared (the connection's statement cache keeps them).
 _INSERT_CHUNKS = (256, 64, 16, 4, 1)
+
+
+def _endpoints_version(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute(Q["get_meta"], {"key": _ENDPOINTS_VERSION}).fetchone()
+    return None if row is None else str(row[0])
 
 
 def _insert_rows(conn: sqlite3.Connection, insert: str, rows: Sequence[tuple[Any, ...]]) -> None:

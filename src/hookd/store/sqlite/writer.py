@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import queue
 import sqlite3
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import IO, Any, TypeVar
 
 T = TypeVar("T")
 
@@ -46,8 +48,17 @@ class Writer:
         *,
         max_batch: int = 1024,
         synchronous: str = "FULL",
+        on_begin: Callable[[sqlite3.Connection], None] | None = None,
+        turn: Path | None = None,
     ) -> None:
-        """`synchronous`: the level durable commits use (the connection starts at it)."""
+        """`synchronous`: the level durable commits use (the connection starts at it).
+        `on_begin`: called in each transaction before its jobs run (a failure fails them all).
+        `turn`: a lock file that several processes writing one database take in turn around
+        each transaction (flock: a waiting writer is woken the moment the lock is free, where
+        SQLite's own busy handler would sleep and poll)."""
+        self._on_begin = on_begin
+        self._turn_path = turn
+        self._turn: IO[bytes] | None = None
         self._connect = connect
         self._synchronous = synchronous
         self._current = synchronous
@@ -83,6 +94,8 @@ class Writer:
     def _run(self) -> None:
         try:
             conn = self._connect()
+            if self._turn_path is not None:
+                self._turn = self._turn_path.open("ab")
         except BaseException as exc:
             self._start_error = exc
             self._started.set()
@@ -109,6 +122,9 @@ class Writer:
                     return
         finally:
             conn.close()
+            if self._turn is not None:
+                self._turn.close()
+                self._turn = None
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         outcomes: list[tuple[Any, BaseException | None]] = []
@@ -117,7 +133,11 @@ class Writer:
             if level != self._current:
                 conn.execute(f"PRAGMA synchronous = {level}")
                 self._current = level
+            if self._turn is not None:
+                fcntl.flock(self._turn.fileno(), fcntl.LOCK_EX)
             conn.execute("BEGIN IMMEDIATE")
+            if self._on_begin is not None:
+                self._on_begin(conn)
             for fn, _, _, _ in batch:
                 conn.execute("SAVEPOINT job")
                 try:
@@ -135,6 +155,9 @@ class Writer:
             if conn.in_transaction:
                 conn.rollback()
             outcomes = [(None, exc)] * len(batch)
+        finally:
+            if self._turn is not None:
+                fcntl.flock(self._turn.fileno(), fcntl.LOCK_UN)
         for (_, future, loop, _), (result, error) in zip(batch, outcomes, strict=True):
             # RuntimeError: the caller's loop has closed; nobody is waiting any more
             with contextlib.suppress(RuntimeError):
