@@ -22,6 +22,13 @@ def test_the_time_part_is_the_milliseconds() -> None:
     assert decode(ident) < 2**128
 
 
+def test_the_time_part_follows_the_time_asked_for_back_and_forth() -> None:
+    # the time digits are kept per millisecond: a different time must never reuse them
+    for millis in [5, 6, 5, 1_700_000_000_000, 5, 2**48 - 1, 0]:
+        ident = ids.new_id("evt", now=(millis + 0.5) / 1000)
+        assert decode(ident) >> 80 == millis
+
+
 def test_known_time_encodes_like_the_ulid_spec() -> None:
     # ULID spec example: timestamp 1469918176385 encodes as 01ARYZ6S41 in the first 10 chars
     assert ids.new_id("x", now=1469918176.385)[2:12] == "01ARYZ6S41"

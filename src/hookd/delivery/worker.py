@@ -194,6 +194,7 @@ class Worker:
             collections.deque()
         )
         self._background: set[asyncio.Task[None]] = set()
+        self._log_debug = log.isEnabledFor(logging.DEBUG)
 
     # control -----------------------------------------------------------------------------------
     def notify(self) -> None:
@@ -281,6 +282,7 @@ class Worker:
                 await self._slot_free.wait()
                 continue
             self._wake.clear()
+            self._log_debug = log.isEnabledFor(logging.DEBUG)
             limit = min(cfg.batch_size, capacity)
             try:
                 claimed = await self._store.claim(
@@ -662,7 +664,8 @@ class Worker:
             breaker_settings=endpoint.breaker if endpoint.breaker.enabled else None,
         )
         self._pending_results.append(result)
-        self._results_ready.set()
+        if len(self._pending_results) == 1:  # the recorder waits for the first one only
+            self._results_ready.set()
         if endpoint.ordering is EndpointOrdering.FIFO and status in ENDED_STATUSES:
             self._fifo_advanced = True
         if self._on_result is not None:
@@ -675,9 +678,10 @@ class Worker:
         ):
             self._earliest_retry = decision.next_attempt_at
         if decision.kind is retry.DecisionKind.DELIVERED:
-            log.debug(
-                "delivered %s to %s in %.1f ms", delivery.id, endpoint.id, outcome.duration_ms
-            )
+            if self._log_debug:  # checked once per claim, not once per delivery
+                log.debug(
+                    "delivered %s to %s in %.1f ms", delivery.id, endpoint.id, outcome.duration_ms
+                )
         else:
             log.info(
                 "delivery %s to %s: %s (%s)",

@@ -15,6 +15,10 @@ _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = [high + low for high in _ALPHABET for low in _ALPHABET]
 #: 26 digits = 130 bits = 13 pairs, most significant first (the top two bits are always zero).
 _SHIFTS = tuple(range(120, -1, -10))
+#: ... of which the first 5 pairs hold the time (bits 80-129: shifted by 80 less) and the last
+#: 8 the 80 random bits.
+_TIME_SHIFTS = tuple(s - 80 for s in _SHIFTS[:5])
+_RANDOM_SHIFTS = _SHIFTS[5:]
 
 ENDPOINT = "ep"
 EVENT = "evt"
@@ -54,11 +58,27 @@ _entropy = _Entropy()
 os.register_at_fork(after_in_child=_entropy.forget)
 
 
+#: The time part's 10 digits (5 pairs) of the last millisecond asked for, per thread.
+class _Clock(threading.local):
+    def __init__(self) -> None:
+        self.millis = -1
+        self.digits = ""
+
+
+_clock = _Clock()
+
+
 def new_id(prefix: str, *, now: float | None = None) -> str:
     """A new id such as `evt_01HZY3…`; `now` (Unix seconds) pins the time part for tests."""
     millis = int((time.time() if now is None else now) * 1000) & 0xFFFF_FFFF_FFFF
-    value = millis << 80 | _entropy.take()
-    return prefix + "_" + "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
+    clock = _clock
+    if millis != clock.millis:  # the 48-bit time is the top 50 bits: 5 pairs, the first 10 digits
+        clock.digits = "".join([_PAIRS[(millis >> shift) & 1023] for shift in _TIME_SHIFTS])
+        clock.millis = millis
+    rand = _entropy.take()
+    return f"{prefix}_{clock.digits}" + "".join(
+        [_PAIRS[(rand >> shift) & 1023] for shift in _RANDOM_SHIFTS]
+    )
 
 
 def has_prefix(ident: str, prefix: str) -> bool:
