@@ -27,8 +27,14 @@ def free_port() -> int:
 class ServeProcess:
     """`python -m hookd serve` on a free port, with its own database, key and config dir."""
 
-    def __init__(self, tmp: Path, **env: str) -> None:
+    def __init__(
+        self, tmp: Path, *, args: tuple[str, ...] = (), new_session: bool = False, **env: str
+    ) -> None:
+        """`args`: more of `hookd serve`'s options; `new_session`: start it in a session (and
+        process group) of its own, which `os.killpg(server.pid, ...)` reaches whole."""
         self.tmp = tmp
+        self.args = args
+        self.new_session = new_session
         self.port = free_port()
         self.db = tmp / "hookd.db"
         self.env = {
@@ -64,9 +70,12 @@ class ServeProcess:
             str(self.db),
             "--port",
             str(self.port),
+            *self.args,
         ]
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log)
+            self.proc = subprocess.Popen(
+                cmd, env=self.env, stdout=log, stderr=log, start_new_session=self.new_session
+            )
         deadline = time.monotonic() + timeout
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
@@ -80,6 +89,11 @@ class ServeProcess:
                     pass
                 await asyncio.sleep(0.1)
         raise AssertionError(f"hookd serve did not become ready:\n{self.log.read_text()}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
 
     def kill(self) -> None:
         assert self.proc is not None

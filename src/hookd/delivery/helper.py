@@ -69,19 +69,19 @@ async def _run(payload: HelperPayload, out: BinaryIO) -> None:
     stop = asyncio.Event()
     engine = Engine(settings, store=default_store(settings, helper=True))
     await engine.open()
+    tasks: list[asyncio.Task[None]] = []
     try:
-        out.write(encode_report({"ready": os.getpid()}))
         reader = await _stdin_reader()
-        listener = asyncio.create_task(_listen(reader, engine, stop))
-        reporter = asyncio.create_task(_report(engine, out, stop))
+        out.write(encode_report({"ready": os.getpid()}))
+        tasks.append(asyncio.create_task(_listen(reader, engine, stop)))
+        tasks.append(asyncio.create_task(_report(engine, out, stop)))
         await stop.wait()
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
     finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await engine.close()
-    with contextlib.suppress(asyncio.CancelledError):
-        await reporter
     _send_counts(engine, out)  # what the last deliveries counted
 
 

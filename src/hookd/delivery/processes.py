@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 
 from hookd.config import Settings
+from hookd.domain import errors
 from hookd.metrics import DeliveryCounters
 
 log = logging.getLogger("hookd.worker.processes")
@@ -94,8 +95,8 @@ class WorkerProcesses:
 
     # control -----------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Start every worker process and wait until each reports ready; `RuntimeError` when
-        one cannot start (the others are stopped then)."""
+        """Start every worker process and wait until each reports ready; `errors.ConfigError`
+        when one cannot start (the others are stopped then)."""
         try:
             await asyncio.gather(*(self._spawn(h) for h in self._helpers))
         except BaseException:
@@ -175,7 +176,7 @@ class WorkerProcesses:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             code = await process.wait()
-            raise RuntimeError(
+            raise errors.ConfigError(
                 f"worker process {helper.index} did not start (exit status {code}); "
                 "its log is above"
             )
@@ -226,7 +227,7 @@ class WorkerProcesses:
             delay = min(delay * 2, MAX_RESTART_DELAY)
             try:
                 await self._spawn(helper)
-            except (RuntimeError, OSError) as exc:
+            except (errors.ConfigError, OSError) as exc:
                 log.error("%s", exc)
                 helper.started_at = time.monotonic()
 

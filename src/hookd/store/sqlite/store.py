@@ -41,6 +41,7 @@ from hookd.domain.models import (
     PublishResult,
 )
 from hookd.policy import admission
+from hookd.policy.breaker import BreakerState
 from hookd.policy.patterns import PatternSet
 from hookd.store import codec
 from hookd.store.port import (
@@ -872,12 +873,29 @@ class SqliteStore:
     ) -> dict[str, ThrottleGrant]:
         if not requests:
             return {}
+        # Read first, off the writer (as on PostgreSQL): an endpoint with no rate limit and a
+        # closed breaker is granted all it wants without a write (a breaker opening meanwhile is
+        # no different from one opening just after). The others are decided on in the writer.
+        seen = await self._read(lambda c: _load_gates(c, [r.endpoint_id for r in requests]))
+        grants: dict[str, ThrottleGrant] = {}
+        rest: list[ThrottleRequest] = []
+        for request in requests:
+            gate = seen.get(request.endpoint_id)
+            if request.rate_limit is None and (
+                gate is None or gate.breaker.state is BreakerState.CLOSED
+            ):
+                grants[request.endpoint_id] = admission.admit(
+                    gate or Gate(updated_at=now), request, now
+                )[1]
+            else:
+                rest.append(request)
+        if not rest:
+            return grants
 
         def run(conn: sqlite3.Connection) -> dict[str, ThrottleGrant]:
-            gates = _load_gates(conn, [r.endpoint_id for r in requests])
-            grants: dict[str, ThrottleGrant] = {}
+            gates = _load_gates(conn, [r.endpoint_id for r in rest])
             changed = []
-            for request in requests:
+            for request in rest:
                 before = gates.get(request.endpoint_id)
                 gate, grants[request.endpoint_id] = admission.admit(
                     before or Gate(updated_at=now), request, now
