@@ -7,6 +7,7 @@ so that nothing above the store sees ciphertext and nothing below it sees plaint
 from __future__ import annotations
 
 import datetime
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -300,9 +301,25 @@ def wire_body(event_type: str, occurred_at: float, payload: bytes) -> bytes:
 
 
 def rfc3339(ts: float) -> str:
-    """UTC RFC 3339 with millisecond precision, e.g. 2026-11-22T10:00:00.123Z."""
-    moment = datetime.datetime.fromtimestamp(ts, tz=datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    """UTC RFC 3339 with millisecond precision, e.g. 2026-11-22T10:00:00.123Z: what
+    `datetime.fromtimestamp(ts, UTC)` gives (its rounding to the microsecond, then the
+    milliseconds cut), with the date and time of the last second asked for kept."""
+    global _second  # a one-entry cache; the tuple is replaced whole (threads: no torn read)
+    frac, whole = math.modf(ts)
+    micros = round(frac * 1e6)  # half to even, as datetime rounds
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    seconds = int(whole)
+    cached = _second
+    if cached[0] != seconds:
+        moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.UTC)
+        cached = _second = (seconds, moment.strftime("%Y-%m-%dT%H:%M:%S."))
+    return f"{cached[1]}{micros // 1000:03d}Z"
+
+
+_second: tuple[int, str] = (-1, "")
 
 
 def filter_params(f: DeliveryFilter) -> dict[str, Any]:
