@@ -7,17 +7,19 @@ CREATE INDEX attempts_by_started ON attempts (started_at, endpoint_id, duration_
 -- index deliveries_by_created
 CREATE INDEX deliveries_by_created ON deliveries (created_at);
 -- index deliveries_by_endpoint
-CREATE INDEX deliveries_by_endpoint ON deliveries (endpoint_id, status);
+CREATE INDEX deliveries_by_endpoint
+    ON deliveries (endpoint_id, (CASE status WHEN 'sending' THEN 'pending' ELSE status END));
 -- index deliveries_by_endpoint_created
 CREATE INDEX deliveries_by_endpoint_created ON deliveries (endpoint_id, created_at);
 -- index deliveries_by_event
 CREATE INDEX deliveries_by_event ON deliveries (event_id);
 -- index deliveries_by_status
-CREATE INDEX deliveries_by_status ON deliveries (status, id);
+CREATE INDEX deliveries_by_status ON deliveries (status, id)
+    WHERE status NOT IN ('pending', 'sending');
 -- index deliveries_by_tenant
 CREATE INDEX deliveries_by_tenant ON deliveries (tenant_id, id);
 -- index deliveries_due
-CREATE INDEX deliveries_due ON deliveries (priority DESC, next_attempt_at)
+CREATE INDEX deliveries_due ON deliveries (priority DESC, next_attempt_at, status)
     WHERE status IN ('pending', 'sending');
 -- index deliveries_queued
 CREATE INDEX deliveries_queued ON deliveries (endpoint_id, created_at, id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -182,6 +183,38 @@ def test_a_batch_of_results_finds_each_delivery_by_id(tmp_path: Path) -> None:
     assert plan[0].startswith("SCAN json_each"), steps
     assert "SEARCH deliveries USING INDEX sqlite_autoindex_deliveries_1 (id=?)" in steps, steps
     assert "deliveries_by_status" not in steps, steps
+
+
+@pytest.mark.parametrize(
+    ("query", "uses"),
+    [
+        ("park_endpoint_deliveries", "deliveries_by_endpoint (endpoint_id=? AND <expr>=?)"),
+        ("breaker_closed", "deliveries_by_endpoint (endpoint_id=? AND <expr>=?)"),
+        ("resume_endpoint_deliveries", "deliveries_by_endpoint (endpoint_id=? AND <expr>=?)"),
+        ("release_queued", "deliveries_by_endpoint (endpoint_id=? AND <expr>=?)"),
+        ("promote_fifo_heads", "deliveries_by_endpoint (endpoint_id=? AND <expr>=?)"),
+        ("recover_all_leases", "deliveries_due (priority=?)"),
+        ("queue_counts", "COVERING INDEX deliveries_by_status (status=?)"),
+    ],
+)
+def test_endpoint_and_lease_queries_keep_their_indexes(
+    tmp_path: Path, query: str, uses: str
+) -> None:
+    """Migration 10 files sending under pending in deliveries_by_endpoint (an expression) and
+    leaves both out of deliveries_by_status (a partial index), so a claim moves no entry of
+    either. The planner uses such an index only for a query that repeats the expression or the
+    partial WHERE word for word: these plans guard that the queries still do (else each would
+    scan every delivery of an endpoint, or every delivery)."""
+    from hookd.store.sqlite.store import Q
+
+    conn = sqlite3.connect(tmp_path / "plan.db", isolation_level=None)
+    migrate(conn)
+    sql = Q[query]
+    params = dict.fromkeys(re.findall(r":(\w+)", sql))
+    steps = " | ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
+    conn.close()
+    assert uses in steps, steps
+    assert not re.search(r"SCAN (deliveries|o|q)\b(?! USING)", steps), steps
 
 
 async def test_a_result_with_a_lone_surrogate_is_recorded(tmp_path: Path) -> None:

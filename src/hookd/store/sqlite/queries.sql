@@ -101,19 +101,20 @@ DELETE FROM endpoints
 WHERE id = :id AND (:tenant_id IS NULL OR tenant_id = :tenant_id);
 
 -- name: park_endpoint_deliveries
+-- (the CASE is deliveries_by_endpoint's: see migration 10)
 UPDATE deliveries SET status = 'parked', updated_at = :now
-WHERE endpoint_id = :endpoint_id AND status = 'pending';
+WHERE endpoint_id = :endpoint_id AND (CASE status WHEN 'sending' THEN 'pending' ELSE status END) = 'pending' AND status = 'pending';
 
 -- name: breaker_closed
 -- Its probe closed an endpoint's breaker: what waited for it (due by :until, the end of the
 -- probe's wait) is due now.
 UPDATE deliveries SET next_attempt_at = :now, updated_at = :now
-WHERE endpoint_id = :endpoint_id AND status = 'pending' AND next_attempt_at > :now
-  AND next_attempt_at <= :until;
+WHERE endpoint_id = :endpoint_id AND (CASE status WHEN 'sending' THEN 'pending' ELSE status END) = 'pending' AND status = 'pending'
+  AND next_attempt_at > :now AND next_attempt_at <= :until;
 
 -- name: resume_endpoint_deliveries
 UPDATE deliveries SET status = 'pending', next_attempt_at = :now, updated_at = :now
-WHERE endpoint_id = :endpoint_id AND status = 'parked';
+WHERE endpoint_id = :endpoint_id AND (CASE status WHEN 'sending' THEN 'pending' ELSE status END) = 'parked';
 
 -- name: promote_fifo_heads
 -- FIFO endpoints among :endpoint_ids with no head (no pending, sending or parked delivery): their
@@ -130,7 +131,9 @@ WHERE id IN (
     FROM endpoints e
     WHERE e.id IN (SELECT value FROM json_each(:endpoint_ids)) AND e.ordering = 'fifo'
       AND NOT EXISTS (SELECT 1 FROM deliveries o INDEXED BY deliveries_by_endpoint
-                      WHERE o.endpoint_id = e.id AND o.status IN ('pending', 'sending', 'parked'))
+                      WHERE o.endpoint_id = e.id
+                        AND (CASE o.status WHEN 'sending' THEN 'pending' ELSE o.status END)
+                            IN ('pending', 'parked'))
 );
 
 -- name: release_queued
@@ -140,7 +143,7 @@ SET status = CASE
         WHEN (SELECT status FROM endpoints WHERE endpoints.id = deliveries.endpoint_id) = 'active'
         THEN 'pending' ELSE 'parked' END,
     next_attempt_at = :now, updated_at = :now
-WHERE endpoint_id = :endpoint_id AND status = 'queued';
+WHERE endpoint_id = :endpoint_id AND (CASE status WHEN 'sending' THEN 'pending' ELSE status END) = 'queued';
 
 -- name: disable_endpoint
 UPDATE endpoints SET status = 'disabled', status_reason = :reason, updated_at = :now
@@ -302,7 +305,11 @@ WHERE lease_owner = :worker_id AND status = 'sending'
 -- name: recover_all_leases
 UPDATE deliveries
 SET status = 'pending', lease_owner = NULL, next_attempt_at = :now, updated_at = :now
-WHERE status = 'sending';
+WHERE id IN (
+    SELECT id FROM deliveries INDEXED BY deliveries_due
+    WHERE status IN ('pending', 'sending') AND status = 'sending'
+      AND priority IN (10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10)
+);
 
 -- name: next_due_at
 SELECT min(next_attempt_at) FROM deliveries INDEXED BY deliveries_due
@@ -414,18 +421,24 @@ ORDER BY started_at DESC
 LIMIT :limit;
 
 -- name: queue_counts
--- Index-only counts: `due` walks the partial due index, the others deliveries_by_status.
+-- Index-only counts: pending and sending walk the partial due index (which holds the status),
+-- parked deliveries_by_status. Each repeats its partial index's WHERE: the planner uses a
+-- partial index only for a query whose WHERE has that very term.
 SELECT
     (SELECT count(*) FROM deliveries INDEXED BY deliveries_due
      WHERE status IN ('pending', 'sending')
        AND priority IN (10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10)
        AND next_attempt_at <= :now) AS due,
+    (SELECT count(*) FROM deliveries INDEXED BY deliveries_due
+     WHERE status IN ('pending', 'sending') AND status = 'pending'
+       AND priority IN (10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10)
+    ) AS pending,
+    (SELECT count(*) FROM deliveries INDEXED BY deliveries_due
+     WHERE status IN ('pending', 'sending') AND status = 'sending'
+       AND priority IN (10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10)
+    ) AS sending,
     (SELECT count(*) FROM deliveries INDEXED BY deliveries_by_status
-     WHERE status = 'pending') AS pending,
-    (SELECT count(*) FROM deliveries INDEXED BY deliveries_by_status
-     WHERE status = 'sending') AS sending,
-    (SELECT count(*) FROM deliveries INDEXED BY deliveries_by_status
-     WHERE status = 'parked') AS parked;
+     WHERE status = 'parked' AND status NOT IN ('pending', 'sending')) AS parked;
 
 -- name: defer_lease
 -- A lease given back without an attempt, due again at ?1 (hookd.store.port: `defer`).
