@@ -193,6 +193,19 @@ def check_ids(receiver: Receiver, secret: str, count: int) -> Counter[str]:
     return Counter(r.id for r in receiver.requests)
 
 
+async def deliver_all_and_stop(server: ServeProcess, receiver: Receiver, events: int) -> None:
+    """Every event arrives and is recorded delivered; then a clean stop (exit status 0)."""
+    await receiver.wait_for(lambda: len(numbers(receiver)) == events, timeout=30)
+    await wait_until(lambda: statuses(server.db) == {"delivered": events}, 10, "all delivered")
+    assert server.terminate() == 0, server.log.read_text()
+
+
+def assert_repeats_only_of(held: set[str], sent: Counter[str]) -> None:
+    """Only deliveries in `held` (leased by a killed process) were sent more than once."""
+    twice = {delivery_id for delivery_id, n in sent.items() if n > 1}
+    assert twice <= held, f"sent twice without a lease of the killed process: {twice - held}"
+
+
 # 1. the work is shared and done once -------------------------------------------------------------
 async def test_three_processes_share_the_work_and_deliver_each_event_once(tmp_path: Path) -> None:
     events = 3000
@@ -287,20 +300,14 @@ async def test_a_sigkilled_owner_loses_nothing_and_its_worker_processes_stop(
             await server.start()  # the same database: the leases left behind are freed
             helpers |= helpers_of(server.pid)
             assert recovered(server) == [len(held)]
-            await receiver.wait_for(lambda: len(numbers(receiver)) == events, timeout=30)
-            await wait_until(
-                lambda: statuses(server.db) == {"delivered": events}, 10, "all delivered"
-            )
-            assert server.terminate() == 0, server.log.read_text()
+            await deliver_all_and_stop(server, receiver, events)
         finally:
             server.ensure_stopped()
             kill_left_over(helpers)
 
-    sent = check_ids(receiver, secret, events)
     # only what the owner held a lease on when it died can go twice (in flight, or answered but
     # not yet recorded); its worker process finished and recorded everything it had sent
-    twice = {delivery_id for delivery_id, n in sent.items() if n > 1}
-    assert twice <= held, f"sent twice without a lease of the killed owner: {twice - held}"
+    assert_repeats_only_of(held, check_ids(receiver, secret, events))
 
 
 async def test_an_owner_started_at_once_waits_for_the_last_runs_worker_processes(
@@ -343,18 +350,12 @@ async def test_an_owner_started_at_once_waits_for_the_last_runs_worker_processes
             helpers |= helpers_of(server.pid)
             # the owner's leases, and none of its worker process's (released, or recorded)
             assert recovered(server) == [len(held)], server.log.read_text()
-            await receiver.wait_for(lambda: len(numbers(receiver)) == events, timeout=30)
-            await wait_until(
-                lambda: statuses(server.db) == {"delivered": events}, 10, "all delivered"
-            )
-            assert server.terminate() == 0, server.log.read_text()
+            await deliver_all_and_stop(server, receiver, events)
         finally:
             server.ensure_stopped()
             kill_left_over(helpers)
 
-    sent = check_ids(receiver, secret, events)
-    twice = {delivery_id for delivery_id, n in sent.items() if n > 1}
-    assert twice <= held, f"sent twice without a lease of the killed owner: {twice - held}"
+    assert_repeats_only_of(held, check_ids(receiver, secret, events))
 
 
 # 3. a SIGKILLed worker process is started again --------------------------------------------------
@@ -422,9 +423,7 @@ async def test_a_killed_worker_process_is_started_again(tmp_path: Path) -> None:
         finally:
             server.ensure_stopped()
             kill_left_over(helpers)
-    sent = check_ids(receiver, secret, before + after)
-    twice = {delivery_id for delivery_id, n in sent.items() if n > 1}
-    assert twice <= held, f"sent twice without a lease of the killed process: {twice - held}"
+    assert_repeats_only_of(held, check_ids(receiver, secret, before + after))
     assert all(not alive(p) for p in helpers)
 
 
@@ -468,11 +467,7 @@ async def test_a_graceful_stop_stops_every_process_and_loses_nothing(
             receiver.script = lambda _r, _n, _k: Reply(200)
             await server.start()
             helpers |= helpers_of(server.pid)
-            await receiver.wait_for(lambda: len(numbers(receiver)) == events, timeout=30)
-            await wait_until(
-                lambda: statuses(server.db) == {"delivered": events}, 10, "all delivered"
-            )
-            assert server.terminate() == 0, server.log.read_text()
+            await deliver_all_and_stop(server, receiver, events)
         finally:
             server.ensure_stopped()
             kill_left_over(helpers)
