@@ -19,6 +19,7 @@ import struct
 import sys
 from typing import BinaryIO
 
+from hookd import server
 from hookd.delivery.processes import WAKE, HelperPayload, encode_report
 from hookd.engine import Engine, default_store
 
@@ -49,8 +50,6 @@ def main() -> int:
     except (EOFError, TypeError, pickle.UnpicklingError) as exc:
         print(f"hookd worker process: {exc}; it is started by hookd serve", file=sys.stderr)
         return 2
-    from hookd import server  # its logging set-up and event loop, as the owner has them
-
     level = logging.getLevelName(payload.log_level).lower()
     logging.config.dictConfig(server.log_config(level if level in server.LOG_LEVELS else "info"))
     # Ctrl-C, or a service manager's SIGTERM to the whole group: the owner stops this process
@@ -69,6 +68,7 @@ async def _run(payload: HelperPayload, out: BinaryIO) -> None:
     stop = asyncio.Event()
     engine = Engine(settings, store=default_store(settings, helper=True))
     await engine.open()
+    server.tune_gc()
     tasks: list[asyncio.Task[None]] = []
     try:
         reader = await _stdin_reader()
