@@ -532,7 +532,7 @@ class Engine:
         changes["secrets"] = rotation.prune(current.secrets, now)  # drop expired secrets
         updated = dataclasses.replace(current, updated_at=now, **changes)
         await self.store.update_endpoint(updated)
-        if self.worker is not None and updated.status is EndpointStatus.ACTIVE:
+        if updated.status is EndpointStatus.ACTIVE:
             self.notify()
         return updated
 

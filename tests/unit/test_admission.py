@@ -8,6 +8,7 @@ from hookd.policy.admission import (
     Gate,
     ThrottleRequest,
     admit,
+    admit_unlocked,
     back_off,
     breaker_outcomes,
     probe_closed,
@@ -31,6 +32,21 @@ def test_without_limits_everything_wanted_is_granted_and_nothing_changes() -> No
     after, grant = admit(gate, ThrottleRequest("ep", 300, None, S), now=10.0)
     assert grant.granted == 300
     assert after == gate  # no write needed
+
+
+def test_unlocked_grants_only_where_no_rate_limit_and_no_open_breaker() -> None:
+    """Read without a lock: an endpoint with no rate limit and a closed (or no) breaker is
+    granted all it wants; a rate limit or a tripped breaker is left to `admit` under the lock."""
+    requests = [
+        ThrottleRequest("free", 30, None, S),
+        ThrottleRequest("new", 7, None, S),  # no gate yet: a closed breaker
+        ThrottleRequest("limited", 30, LIMIT, S),
+        ThrottleRequest("tripped", 30, None, S),
+    ]
+    seen = {"free": Gate(updated_at=5.0), "limited": Gate(), "tripped": tripped(now=1000.0)}
+    grants, locked = admit_unlocked(seen, requests, now=1001.0)
+    assert {e: g.granted for e, g in grants.items()} == {"free": 30, "new": 7}
+    assert [r.endpoint_id for r in locked] == ["limited", "tripped"]
 
 
 def test_a_new_bucket_starts_full_and_refills_at_its_rate() -> None:

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import pickle
 import struct
 import sys
@@ -158,7 +157,6 @@ class WorkerProcesses:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             limit=MAX_LINE,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         helper.process = process
         helper.ready = False

@@ -14,7 +14,7 @@ circuit breaker). Pure: the stores load the gates of a claim batch's endpoints u
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from hookd.domain.models import AttemptResult, EndpointRateLimit
@@ -101,6 +101,26 @@ def admit(gate: Gate, request: ThrottleRequest, now: float) -> tuple[Gate, Throt
         probe=probe,
         transition=transition,
     )
+
+
+def admit_unlocked(
+    seen: Mapping[str, Gate], requests: Iterable[ThrottleRequest], now: float
+) -> tuple[dict[str, ThrottleGrant], list[ThrottleRequest]]:
+    """What can be granted from gates read without a lock (`seen`, by endpoint id): an endpoint
+    with no rate limit and a closed breaker gets all it wants, and nothing about its gate needs
+    writing back (a breaker opening meanwhile is no different from one opening just after).
+    Returns those grants, and the requests to decide on under the gates' lock (`admit`)."""
+    grants: dict[str, ThrottleGrant] = {}
+    locked: list[ThrottleRequest] = []
+    for request in requests:
+        gate = seen.get(request.endpoint_id)
+        if request.rate_limit is None and (
+            gate is None or gate.breaker.state is BreakerState.CLOSED
+        ):
+            grants[request.endpoint_id] = admit(gate or Gate(updated_at=now), request, now)[1]
+        else:
+            locked.append(request)
+    return grants, locked
 
 
 def back_off(gate: Gate, until: float) -> Gate:

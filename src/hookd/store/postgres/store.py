@@ -47,7 +47,6 @@ from hookd.domain.models import (
     PublishResult,
 )
 from hookd.policy import admission
-from hookd.policy.breaker import BreakerState
 from hookd.policy.patterns import PatternSet
 from hookd.store import codec
 from hookd.store.port import (
@@ -945,26 +944,14 @@ class PostgresStore:
     ) -> dict[str, ThrottleGrant]:
         if not requests:
             return {}
-        # Unlocked first: an endpoint with no rate limit and a closed breaker is granted all it
-        # wants without a write (a breaker opening meanwhile is no different from one opening
-        # just after). The others are decided on under their rows' locks.
+        # Unlocked first (admission.admit_unlocked); the others are decided on under their rows'
+        # locks.
         ids = sorted({r.endpoint_id for r in requests})
         seen = {
             r["endpoint_id"]: codec.gate_from_row(_row(r))
             for r in await self._fetch("gates_for", {"ids": ids})
         }
-        grants: dict[str, ThrottleGrant] = {}
-        locked: list[ThrottleRequest] = []
-        for request in requests:
-            gate = seen.get(request.endpoint_id)
-            if request.rate_limit is None and (
-                gate is None or gate.breaker.state is BreakerState.CLOSED
-            ):
-                grants[request.endpoint_id] = admission.admit(
-                    gate or Gate(updated_at=now), request, now
-                )[1]
-            else:
-                locked.append(request)
+        grants, locked = admission.admit_unlocked(seen, requests, now)
         if locked:
             async with self._transaction("throttle") as conn:
                 gates = await self._lock_gates(conn, [r.endpoint_id for r in locked], now)

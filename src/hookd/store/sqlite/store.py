@@ -41,7 +41,6 @@ from hookd.domain.models import (
     PublishResult,
 )
 from hookd.policy import admission
-from hookd.policy.breaker import BreakerState
 from hookd.policy.patterns import PatternSet
 from hookd.store import codec
 from hookd.store.port import (
@@ -873,22 +872,10 @@ class SqliteStore:
     ) -> dict[str, ThrottleGrant]:
         if not requests:
             return {}
-        # Read first, off the writer (as on PostgreSQL): an endpoint with no rate limit and a
-        # closed breaker is granted all it wants without a write (a breaker opening meanwhile is
-        # no different from one opening just after). The others are decided on in the writer.
+        # Read first, off the writer (as on PostgreSQL): see admission.admit_unlocked. The rest
+        # are decided on in the writer.
         seen = await self._read(lambda c: _load_gates(c, [r.endpoint_id for r in requests]))
-        grants: dict[str, ThrottleGrant] = {}
-        rest: list[ThrottleRequest] = []
-        for request in requests:
-            gate = seen.get(request.endpoint_id)
-            if request.rate_limit is None and (
-                gate is None or gate.breaker.state is BreakerState.CLOSED
-            ):
-                grants[request.endpoint_id] = admission.admit(
-                    gate or Gate(updated_at=now), request, now
-                )[1]
-            else:
-                rest.append(request)
+        grants, rest = admission.admit_unlocked(seen, requests, now)
         if not rest:
             return grants
 
