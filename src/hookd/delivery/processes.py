@@ -137,9 +137,6 @@ class WorkerProcesses:
         """Attempts each worker process reported (by index, 1..count)."""
         return {h.index: h.attempts for h in self._helpers}
 
-    def pids(self) -> list[int]:
-        return [h.process.pid for h in self._helpers if h.process is not None]
-
     def not_ready_reason(self) -> str | None:
         down = [h.index for h in self._helpers if not (h.ready and _alive(h.process))]
         if down:
