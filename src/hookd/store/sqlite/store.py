@@ -57,6 +57,7 @@ from hookd.store.port import (
     ThrottleRequest,
 )
 from hookd.store.sql import load_migrations, load_queries
+from hookd.store.sqlite.checkpoint import Checkpointer
 from hookd.store.sqlite.writer import Writer
 
 T = TypeVar("T")
@@ -113,6 +114,10 @@ def _split_script(script: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+#: What the WAL file is cut back to when it starts over (bytes).
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+
+
 class SqliteStore:
     def __init__(
         self,
@@ -145,6 +150,10 @@ class SqliteStore:
             synchronous=self._synchronous,
             on_begin=self._check_targets if shared else None,
             turn=self.path.with_name(self.path.name + ".write") if shared else None,
+        )
+        # The owner checkpoints the WAL off every writer's path, its worker processes' too.
+        self._checkpointer = (
+            Checkpointer(functools.partial(self._connect, readonly=False)) if exclusive else None
         )
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="hookd-sqlite-r")
         self._local = threading.local()
@@ -181,7 +190,10 @@ class SqliteStore:
         try:
             self._writer.start()
             await self._write(self._check_key)
+            if self._checkpointer is not None:
+                self._checkpointer.start()
         except sqlite3.Error as exc:
+            self._writer.stop()
             self._release_lock()
             raise errors.StoreError(f"cannot open {self.path}: {exc}") from exc
         except BaseException:
@@ -194,6 +206,8 @@ class SqliteStore:
         if not self._open:
             return
         self._open = False
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.stop)
         await asyncio.to_thread(self._writer.stop)
         self._readers.shutdown(wait=True)
         with self._reader_lock:
@@ -274,6 +288,9 @@ class SqliteStore:
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA cache_size = -65536")
+        if self._exclusive or self._shared:  # the owner's Checkpointer does it (checkpoint.py)
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         migrate(conn)
         return conn
 
