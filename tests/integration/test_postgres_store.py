@@ -376,9 +376,7 @@ async def test_a_response_with_nul_bytes_is_recorded(store: PostgresStore) -> No
     await store.publish([make_event()])
     (claimed,) = await store.claim(worker_id="w", limit=1, now=time.time() + 1, lease_seconds=30)
     result = result_for(claimed.id, endpoint.id, DeliveryStatus.DELIVERED)
-    result = dataclasses.replace(
-        result, attempt=dataclasses.replace(result.attempt, response_body="a\0b", error="x\0")
-    )
+    result = result._replace(attempt=result.attempt._replace(response_body="a\0b", error="x\0"))
     await store.record(worker_id="w", results=[result], now=time.time())
     (attempt,) = await store.list_attempts(None, claimed.id)
     assert attempt.response_body == "a\ufffdb"

@@ -220,7 +220,6 @@ def test_endpoint_and_lease_queries_keep_their_indexes(
 async def test_a_result_with_a_lone_surrogate_is_recorded(tmp_path: Path) -> None:
     """Text neither SQLite nor JSON can hold (a lone surrogate) is stored as U+FFFD; the whole
     batch lands."""
-    import dataclasses
 
     from test_store_contract import result_for
 
@@ -237,8 +236,8 @@ async def test_a_result_with_a_lone_surrogate_is_recorded(tmp_path: Path) -> Non
         results = [
             result_for(c.id, endpoint.id, DeliveryStatus.PENDING, next_at=now + 60) for c in claimed
         ]
-        odd = dataclasses.replace(results[0].attempt, error="timeout: \ud800")
-        results[0] = dataclasses.replace(results[0], attempt=odd)
+        odd = results[0].attempt._replace(error="timeout: \ud800")
+        results[0] = results[0]._replace(attempt=odd)
         await store.record(worker_id="w", results=results, now=now)
         for c in claimed:
             found = await store.get_delivery(None, c.id)

@@ -349,10 +349,8 @@ async def _attempted(
     others = [c.id for c in claimed if c.id != delivery_id]
     await store.release(worker_id="w", delivery_ids=others, now=now)
     result = result_for(delivery_id, endpoint_id, status, next_at=now + 3600)
-    attempt = dataclasses.replace(result.attempt, duration_ms=ms, started_at=now)
-    await store.record(
-        worker_id="w", results=[dataclasses.replace(result, attempt=attempt)], now=now
-    )
+    attempt = result.attempt._replace(duration_ms=ms, started_at=now)
+    await store.record(worker_id="w", results=[result._replace(attempt=attempt)], now=now)
 
 
 async def test_count_deliveries_groups_by_endpoint_type_and_status(store: Store) -> None:
@@ -812,8 +810,7 @@ async def test_sustained_failure_disables_and_publishes_endpoint_disabled(store:
     a, b = await store.claim(worker_id="w", limit=10, now=now, lease_seconds=300)
 
     def failure(delivery_id: str, at: float) -> AttemptResult:
-        attempt = dataclasses.replace(
-            result_for(delivery_id, failing.id, DeliveryStatus.PENDING).attempt,
+        attempt = result_for(delivery_id, failing.id, DeliveryStatus.PENDING).attempt._replace(
             outcome="retry",
             status_code=500,
         )
@@ -852,8 +849,8 @@ async def test_a_dead_delivery_moves_on_to_the_fallback(store: Store) -> None:
     now = time.time() + 1
     (first,) = await store.claim(worker_id="w", limit=5, now=now, lease_seconds=30)
     assert not first.fallback
-    moved = dataclasses.replace(
-        result_for(first.id, endpoint.id, DeliveryStatus.PENDING, next_at=now), to_fallback=True
+    moved = result_for(first.id, endpoint.id, DeliveryStatus.PENDING, next_at=now)._replace(
+        to_fallback=True
     )
     await store.record(worker_id="w", results=[moved], now=now)
     found = await store.get_delivery(None, first.id)
@@ -883,7 +880,7 @@ def breaker_result(
         DeliveryStatus.DELIVERED if success else DeliveryStatus.PENDING,
         next_at=None if success else next_at,
     )
-    return dataclasses.replace(result, breaker_success=success, breaker_settings=BREAKER)
+    return result._replace(breaker_success=success, breaker_settings=BREAKER)
 
 
 async def test_the_breaker_is_shared_state_opened_by_records_and_probed_once(

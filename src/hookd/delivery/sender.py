@@ -14,8 +14,7 @@ import ipaddress
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -24,6 +23,7 @@ from yarl import URL
 from hookd import __version__
 from hookd.delivery.ssrf import AddressPolicy, literal_address
 from hookd.domain import errors
+from hookd.domain.models import NO_HEADERS
 from hookd.policy.retry import ErrorKind
 
 USER_AGENT = f"hookd/{__version__}"
@@ -31,15 +31,15 @@ MAX_RESPONSE_HEADERS = 64
 MAX_HEADER_VALUE = 512
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What happened to one request. Exactly one of `status` and `error_kind` is set."""
+class Outcome(NamedTuple):
+    """What happened to one request. Exactly one of `status` and `error_kind` is set.
+    A NamedTuple, built once per request: see hookd.domain.models."""
 
     duration_ms: float
     status: int | None = None
     error_kind: ErrorKind | None = None
     error: str | None = None
-    response_headers: Mapping[str, str] = field(default_factory=dict)
+    response_headers: Mapping[str, str] = NO_HEADERS
     body_excerpt: str | None = None
 
     @property
