@@ -587,20 +587,48 @@ class Hookd:
 
 
 async def wait_delivered(
-    hookd: Hookd, receiver: e2e.Receiver, *, received_target: int, delivered_target: int, cap: float
+    hookd: Hookd,
+    receiver: e2e.Receiver,
+    *,
+    received_target: int,
+    delivered_target: int,
+    cap: float,
+    samples: list[tuple[float, int]] | None = None,
 ) -> tuple[float, bool]:
     """Poll the receiver (cheap: another process), then the database, until both reach their
-    targets or `cap` seconds pass. Returns (the seconds since the call, whether they did)."""
+    targets or `cap` seconds pass. Returns (the seconds since the call, whether they did).
+    `samples`: gets (seconds since the call, the receiver's count) at every poll."""
     started = time.perf_counter()
     deadline = started + cap
     while time.perf_counter() < deadline:
-        if (
-            await receiver.count() >= received_target
-            and await hookd.delivered() >= delivered_target
-        ):
+        count = await receiver.count()
+        if samples is not None:
+            samples.append((time.perf_counter() - started, count))
+        if count >= received_target and await hookd.delivered() >= delivered_target:
             return time.perf_counter() - started, True
         await asyncio.sleep(0.02)
     return time.perf_counter() - started, False
+
+
+#: The part of a drain whose rate is its steady rate: from the poll that first saw this share of
+#: the requests at the receiver to the one that first saw the second share.
+STEADY = (0.1, 0.9)
+
+
+def steady_rate(samples: Sequence[tuple[float, int]], start: int, n: int) -> float | None:
+    """Requests/s at the receiver between the STEADY shares of a drain's `n` requests (`start`:
+    its count before), from `wait_delivered`'s samples; None if the polls were too coarse."""
+    low = high = None
+    for seconds, count in samples:
+        done = count - start
+        if low is None and done >= STEADY[0] * n:
+            low = (seconds, done)
+        if high is None and done >= STEADY[1] * n:
+            high = (seconds, done)
+            break
+    if low is None or high is None or high[0] <= low[0]:
+        return None
+    return (high[1] - low[1]) / (high[0] - low[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -840,23 +868,29 @@ async def e2e_sqlite(ctx: Context, out: Outcome) -> None:
         if run["done"] != n:
             out.fail(f"the raw loop completed {run['done']:,}/{n:,}")
     for processes, run in runs.items():
-        rate = run["per_second"]
-        ratio = rate / base if base else 0.0
         label = "hookd serve → receiver" + (
             f" ({processes} worker processes)" if processes > 1 else ""
         )
-        out.rows.append(
-            Row(
-                "e2e-sqlite",
-                label,
-                "deliveries/s",
-                rate,
-                base,
-                f"raw {ctx.client} loop",
-                target="≥ 20,000/s and ≥ 0.8x raw",
-                met=rate >= 20_000 and ratio >= 0.8,
+        figures = [(label + ", whole drain", run["per_second"])]
+        if run["steady_per_second"] is not None:
+            share = f"{STEADY[0]:.0%}→{STEADY[1]:.0%}"
+            figures.append(
+                (f"{label}, sustained ({share} of the requests)", run["steady_per_second"])
             )
-        )
+        for name, rate in figures:
+            ratio = rate / base if base else 0.0
+            out.rows.append(
+                Row(
+                    "e2e-sqlite",
+                    name,
+                    "deliveries/s",
+                    rate,
+                    base,
+                    f"raw {ctx.client} loop",
+                    target="≥ 20,000/s and ≥ 0.8x raw",
+                    met=rate >= 20_000 and ratio >= 0.8,
+                )
+            )
     out.details = {
         "events": n,
         "concurrency": ctx.sizes.concurrency,
@@ -869,7 +903,10 @@ async def e2e_sqlite(ctx: Context, out: Outcome) -> None:
     out.notes.append(
         f"The endpoint is paused while {n:,} events are published (batch route), then resumed: "
         "the clock runs from the resume until the receiver has every request and the database "
-        "every delivery `delivered`. Once with one process (`hookd serve`), once with "
+        "every delivery `delivered` (*whole drain*: resuming, start-up of the claims and the "
+        "tail included). *Sustained*: the receiver's rate from the poll (every 20 ms) that first "
+        f"saw {STEADY[0]:.0%} of the requests to the one that first saw {STEADY[1]:.0%}. "
+        "Once with one process (`hookd serve`), once with "
         "`--worker-processes 2` (one delivery worker per core: the owner and one more process "
         "over the same SQLite file). The raw loop runs in the suite process before and after; "
         "the baseline is their mean. CPU per delivery counts every hookd process."
@@ -888,12 +925,15 @@ async def e2e_sqlite_run(ctx: Context, out: Outcome, n: int, processes: int) -> 
         cpu0 = sum(proc_cpu_seconds(pid) for pid in pids)
         started = time.perf_counter()
         await hookd.call("POST", f"/v1/endpoints/{endpoint}/resume")
+        resumed = time.perf_counter() - started
+        samples: list[tuple[float, int]] = []
         seconds, ok = await wait_delivered(
             hookd,
             ctx.receiver,
             received_target=received0 + n,
             delivered_target=n,
             cap=ctx.sizes.cap,
+            samples=samples,
         )
         seconds = time.perf_counter() - started
         cpu = sum(proc_cpu_seconds(pid) for pid in pids) - cpu0
@@ -907,10 +947,13 @@ async def e2e_sqlite_run(ctx: Context, out: Outcome, n: int, processes: int) -> 
     if not ok:
         out.fail(f"not all {n:,} delivered within {ctx.sizes.cap:g} s: {statuses}")
     rate = n / seconds if ok else statuses.get("delivered", 0) / seconds
+    steady = steady_rate(samples, received0, n) if ok else None
     return {
         "processes": processes,
         "per_second": round(rate, 1),
+        "steady_per_second": None if steady is None else round(steady, 1),
         "seconds": round(seconds, 3),
+        "resume_call_s": round(resumed, 3),
         "cpu_us_per_delivery": round(cpu / n * 1e6, 1),
         "rss_mb": rss,
         "serve_startup_s": round(startup, 3),
