@@ -1,4 +1,5 @@
-"""WAL checkpoints run on the owner's own thread, never inside a writer's commit (checkpoint.py)."""
+"""WAL checkpoints run on the owner's own thread; a writer's commit checkpoints only what is left
+when the WAL passes WAL_RESTART_PAGES, so that it starts over (checkpoint.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from test_store_contract import make_endpoint, make_event
 from hookd import crypto
 from hookd.store.sqlite import SqliteStore
 from hookd.store.sqlite.checkpoint import Checkpointer
+from hookd.store.sqlite.store import WAL_RESTART_PAGES
 
 PAGE = 4096
 
@@ -27,7 +29,8 @@ def events_in_the_database_file(db: Path) -> int:
 
 
 async def autocheckpoint(store: SqliteStore) -> int:
-    """The writer connection's `wal_autocheckpoint` (0: its commits never checkpoint)."""
+    """The writer connection's `wal_autocheckpoint`: the WAL pages past which its commit
+    checkpoints."""
     return int(await store._write(lambda c: c.execute("PRAGMA wal_autocheckpoint").fetchone()[0]))
 
 
@@ -52,7 +55,9 @@ async def test_the_owner_copies_the_wal_into_the_database_file(tmp_path: Path) -
         await store.close()
 
 
-async def test_writers_leave_checkpoints_to_the_owner(tmp_path: Path) -> None:
+async def test_writers_leave_checkpoints_to_the_owner_until_the_wal_is_long(
+    tmp_path: Path,
+) -> None:
     db = tmp_path / "ckpt.db"
     box = crypto.SecretBox(crypto.generate_key())
     owner = SqliteStore(db, box, shared=True)
@@ -60,10 +65,11 @@ async def test_writers_leave_checkpoints_to_the_owner(tmp_path: Path) -> None:
     helper = SqliteStore(db, box, exclusive=False, shared=True)
     await helper.open()
     try:
-        assert await autocheckpoint(owner) == 0
-        assert await autocheckpoint(helper) == 0
-        # with the owner's checkpointer stopped, the WAL grows past the 1,000 pages at which a
-        # writer's own commit would have checkpointed (and started the WAL over)
+        assert await autocheckpoint(owner) == WAL_RESTART_PAGES
+        assert await autocheckpoint(helper) == WAL_RESTART_PAGES
+        assert WAL_RESTART_PAGES > 1500
+        # with the owner's checkpointer stopped, the WAL grows past the 1,000 pages at which
+        # SQLite's default would have checkpointed in a writer's commit
         assert owner._checkpointer is not None
         owner._checkpointer.stop()
         await owner.create_endpoint(make_endpoint())
@@ -80,6 +86,31 @@ async def test_writers_leave_checkpoints_to_the_owner(tmp_path: Path) -> None:
         await owner.close()
     # closing copied everything into the database file
     assert events_in_the_database_file(db) == 1500
+
+
+async def test_the_wal_stays_short_under_a_steady_load(tmp_path: Path) -> None:
+    """The checkpointer alone never finds the WAL fully copied while commits keep coming, so
+    the WAL would never start over; the writers' checkpoint past WAL_RESTART_PAGES makes it."""
+    db = tmp_path / "ckpt.db"
+    store = SqliteStore(db, crypto.SecretBox(crypto.generate_key()))
+    await store.open()
+    wal = db.with_name(db.name + "-wal")
+    largest = 0
+    try:
+        await store.create_endpoint(make_endpoint())
+        big = b'{"blob":"' + b"x" * 12_000 + b'"}'  # 3 pages and more an event
+        for _ in range(100):  # 4,000 events: 12,000 pages and more, in commits of 40 or so
+            await asyncio.gather(
+                *(
+                    store.publish([dataclasses.replace(make_event(), payload=big)])
+                    for _ in range(40)
+                )
+            )
+            largest = max(largest, wal.stat().st_size)
+    finally:
+        await store.close()
+    assert events_in_the_database_file(db) == 4000
+    assert largest < 2 * WAL_RESTART_PAGES * PAGE
 
 
 async def test_a_store_without_an_owner_checkpoints_as_sqlite_does(tmp_path: Path) -> None:

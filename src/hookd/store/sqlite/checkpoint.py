@@ -1,17 +1,21 @@
-"""WAL checkpoints on a thread of their own, off the writer's path.
+"""WAL checkpoints, mostly on a thread of their own, off the writer's path.
 
 In WAL mode every commit appends pages to `<db>-wal`; a checkpoint copies them back into the
-database file and syncs it. SQLite's default runs one inside the COMMIT that pushes the WAL past
-1,000 pages, on the writer's connection: the writer then stops taking work while it copies pages
-and waits for two fsyncs (a tenth of its time under a steady delivery load, by py-spy).
+database file and syncs it, and the first commit after a checkpoint that copied everything
+starts the WAL over from its beginning. SQLite's default runs a checkpoint inside the COMMIT
+that takes the WAL past 1,000 pages, on the writer's connection: the writer stops taking work
+while it copies pages and waits for two fsyncs (a tenth of its time under a steady delivery load,
+by py-spy).
 
-The owner of a database turns that off on every writer (`wal_autocheckpoint = 0`, its worker
-processes' writers included) and runs this instead: a PASSIVE checkpoint on its own connection,
-which never blocks a writer or a reader, every `busy_interval` seconds while there are pages to
-copy, and every `idle_interval` seconds once the WAL has none left. The WAL starts over from its
-beginning at the first commit after a checkpoint that copied everything (and is cut back to
-`journal_size_limit` then), so under a steady load it stays at about what `busy_interval` of
-commits write. What a commit made durable stays durable: a checkpoint only copies synced pages.
+The owner of a database runs this instead: a PASSIVE checkpoint on its own connection, which
+never blocks a writer or a reader, every `busy_interval` seconds while the WAL changes and
+every `idle_interval` seconds once it has nothing left to copy. It cannot start the WAL over by
+itself: under a steady load a commit always lands while it copies, so it never finds the WAL
+fully copied. That is left to the writers (the owner's and its worker processes'), which keep
+SQLite's own checkpoint but only past `WAL_RESTART_PAGES` (store.py): by then this thread has
+copied all but the last `busy_interval` of commits, so theirs is short, and the WAL stays within
+about that many pages. What a commit made durable stays durable: a checkpoint only copies
+synced pages.
 """
 
 from __future__ import annotations

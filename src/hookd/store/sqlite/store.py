@@ -114,6 +114,9 @@ def _split_script(script: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
+#: The WAL size (pages) at which a writer's commit checkpoints what the owner's Checkpointer has
+#: not copied yet, so that the WAL starts over (checkpoint.py); SQLite's default is 1,000.
+WAL_RESTART_PAGES = 4000
 #: What the WAL file is cut back to when it starts over (bytes).
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
@@ -288,8 +291,8 @@ class SqliteStore:
         conn.execute(f"PRAGMA synchronous = {self._synchronous}")
         conn.execute("PRAGMA temp_store = MEMORY")
         conn.execute("PRAGMA cache_size = -65536")
-        if self._exclusive or self._shared:  # the owner's Checkpointer does it (checkpoint.py)
-            conn.execute("PRAGMA wal_autocheckpoint = 0")
+        if self._exclusive or self._shared:  # the owner's Checkpointer does most (checkpoint.py)
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_RESTART_PAGES}")
             conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         migrate(conn)
         return conn
