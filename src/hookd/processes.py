@@ -133,6 +133,9 @@ class ProcessGroup:
         """Descriptors the helper inherits (as the same numbers)."""
         return ()
 
+    def spawned(self, helper: Helper) -> None:
+        """A helper's process was started (or failed to be): `pass_fds` may be closed here."""
+
     def on_message(self, helper: Helper, message: Mapping[str, Any]) -> None:
         """A line from a running helper (not its "ready"); malformed content raises ValueError,
         TypeError or KeyError, which is logged and ignored."""
@@ -204,15 +207,18 @@ class ProcessGroup:
     # one helper --------------------------------------------------------------------------------
     async def _spawn(self, helper: Helper) -> None:
         payload = self.payload(helper)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            self._module,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=MAX_LINE,
-            pass_fds=self.pass_fds(helper),
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                self._module,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                limit=MAX_LINE,
+                pass_fds=self.pass_fds(helper),
+            )
+        finally:
+            self.spawned(helper)
         helper.process = process
         helper.ready = False
         helper.started_at = time.monotonic()

@@ -86,7 +86,7 @@ async def _serve_api(
 ) -> None:
     from hookd import api  # imported here: only the serving commands need FastAPI
 
-    listener = bind(settings.host, settings.port)
+    listener = bind(settings.host, settings.port, shared=settings.api_processes > 1)
     port = listener.getsockname()[1]
     url = f"http://{_host_for_url(settings.host)}:{port}"
     try:
@@ -224,11 +224,21 @@ def _saved_key(url: str) -> str | None:
         return None
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket; `errors.ConfigError` when the address is taken or not ours."""
+def bind(host: str, port: int, *, shared: bool = False) -> socket.socket:
+    """A listening TCP socket; `errors.ConfigError` when the address is taken or not ours.
+
+    `shared`: one of a group of sockets on the port (SO_REUSEPORT), one per API process, among
+    which the kernel spreads new connections (hookd.api.processes). A port that anything
+    listens on already is still refused: a plain bind is tried first (SO_REUSEPORT alone would
+    let this group join another's)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family, backlog=2048)
+        listener = socket.create_server((host, port), family=family, backlog=2048)
+        if not shared:
+            return listener
+        port = listener.getsockname()[1]  # the port 0 chose
+        listener.close()
+        return socket.create_server((host, port), family=family, backlog=2048, reuse_port=True)
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise errors.ConfigError(
