@@ -21,9 +21,15 @@ turns the engine's plain counters (hookd.metrics) into metric families at scrape
                                                  of them, by id); read with the queue counts
     hookd_breakers_tripped                       how many breakers are not closed (counted up to
                                                  HOOKD_METRICS_ENDPOINT_CAP)
+    hookd_worker_processes, hookd_worker_process_attempts_total{process}
+                                                 with HOOKD_WORKER_PROCESSES > 1
+    hookd_api_processes, hookd_api_process_events_published_total{process}
+                                                 with HOOKD_API_PROCESSES > 1
     hookd_build_info{version}                    1
 
-Counters are this process's since it started. They name endpoints of every tenant, so they need
+Counters are this process's since it started, with what its worker and API processes reported;
+with API processes, a scrape of any of them shows the owner's merged counts
+(hookd.api.processes). They name endpoints of every tenant, so they need
 an admin key unless `HOOKD_METRICS_PUBLIC=true` opens them (a private network's scraper).
 """
 
