@@ -11,7 +11,7 @@ supervised the same way, by a `ProcessGroup`:
                               it reports (its counts for /metrics, questions to the owner)
 
 * The settings travel over the pipe, never in the environment or on the command line: they hold
-  the encryption key. A listening socket is inherited (`pass_fds`), never re-bound.
+  the encryption key. A listening socket is handed over (`pass_fds`): a helper binds nothing.
 * A helper stops gracefully when its stdin closes: when the owner stops it, and when the owner
   dies, however it dies. It ignores SIGINT and SIGTERM (a service manager's signal to the whole
   group reaches the owner, which stops its helpers in order).

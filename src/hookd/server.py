@@ -136,7 +136,7 @@ def uvicorn_config(
 async def _api_processes(
     engine: Engine, listener: socket.socket, app: Any, access_log: bool, stop: _StopSignal
 ) -> AsyncIterator[None]:
-    """With `api_processes` > 1: the API processes beside this one, on the same socket, from
+    """With `api_processes` > 1: the API processes beside this one, on the same port, from
     before this one serves until after it has stopped serving."""
     count = engine.settings.api_processes - 1
     if count < 1:
