@@ -240,6 +240,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cpu_pressure() -> float | None:
+    """The share of the last 10 s in which some runnable task waited for a CPU (Linux PSI,
+    `/proc/pressure/cpu`, percent): other work on the machine competing with the benchmark."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+        return float(line.split()[1].partition("=")[2])
+    return None
+
+
 def proc_rss_mb(pid: int) -> float | None:
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -1079,6 +1088,7 @@ async def publish(ctx: Context, out: Outcome) -> None:
                 token_prefix=name,
             )
             result = await gen.run(timeout=sz.publish_seconds + 60)
+            result["cpu_pressure_pct"] = cpu_pressure()
             step(f"  {name}: {result['events_per_second']:,.0f} events/s")
             return result
 
