@@ -5,9 +5,11 @@ themselves and start N-1 more processes (`python -m hookd.api.helper`), supervis
 helper is (hookd.processes). Each runs its own uvicorn and engine (no worker) over the same
 database (on SQLite, the owner's database in its shared mode) and serves a listening socket of
 its own on the same port, which the owner binds (SO_REUSEPORT) and hands over (`pass_fds`) when
-it starts it: the kernel spreads new connections evenly over the group's sockets (by a hash of
-their addresses), and a helper never binds anything itself. The owner keeps no copy: when a
-helper dies its socket closes with it, and new connections go to the others until it is back.
+it starts it: the kernel spreads new connections evenly over the group's listening sockets (by
+a hash of their addresses), and a helper never binds anything itself. The socket only listens
+once the helper serves (uvicorn calls listen), so no connection waits for a helper to start.
+The owner keeps no copy: when a helper dies its socket closes with it, and new connections go
+to the others until it is back.
 
 Why not one socket inherited by every process: each process's event loop then accepts every
 connection waiting at the moment it wakes, so a burst of new connections (a client's pool
@@ -94,12 +96,16 @@ class ApiProcesses(ProcessGroup):
 
     # the group ---------------------------------------------------------------------------------
     def payload(self, helper: Helper) -> HelperPayload:
+        # bound, not listening: the kernel gives it connections only once the helper listens,
+        # when it is ready to serve them (uvicorn calls listen), not while it starts
+        sock = socket.socket(self._family, socket.SOCK_STREAM)
         try:
-            sock = socket.create_server(
-                self._address, family=self._family, backlog=2048, reuse_port=True
-            )
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(self._address)
         except OSError as exc:
-            raise errors.ConfigError(f"{self.kind} {helper.index}: cannot listen: {exc}") from None
+            sock.close()
+            raise errors.ConfigError(f"{self.kind} {helper.index}: cannot bind: {exc}") from None
         self._sockets[helper.index] = sock
         return HelperPayload(
             self.settings,
