@@ -138,7 +138,7 @@ def worker(
     """Run the delivery worker alone, without the API (on PostgreSQL, as many as you like)."""
     settings = _with_processes(
         Settings.from_env(db_path=db, **_database(database_url)), worker_processes
-    )
+    ).replace(api_processes=1)  # HOOKD_API_PROCESSES is for the commands that serve the API
     server.run_server(
         settings, run_api=False, console=Console(highlight=False), log_level=log_level.value
     )
