@@ -26,6 +26,8 @@ KEY_FILE_NAME = "hookd.key"
 HTTP_CLIENTS = ("native", "aiohttp")
 #: The most delivery worker processes one `hookd serve` or `hookd worker` runs.
 MAX_WORKER_PROCESSES = 64
+#: The most API processes one `hookd serve` or `hookd api` runs.
+MAX_API_PROCESSES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,9 @@ class Settings:
     api_key: Secret | None = None  # an admin key to accept, for automation
     host: str = "127.0.0.1"
     port: int = 8000
+    #: API processes of `hookd serve` / `hookd api`: this process, and `api_processes - 1` more
+    #: that it starts, watches and stops, serving the same port (hookd.api.processes)
+    api_processes: int = 1
     allow_private_networks: tuple[IPNetwork, ...] = ()
     default_timeout: float = 15.0
     max_timeout: float = 60.0
@@ -192,6 +197,7 @@ class Settings:
             values["metrics_public"] = _flag("HOOKD_METRICS_PUBLIC", env["HOOKD_METRICS_PUBLIC"])
         numbers: dict[str, tuple[str, type]] = {
             "HOOKD_PORT": ("port", int),
+            "HOOKD_API_PROCESSES": ("api_processes", int),
             "HOOKD_DEFAULT_TIMEOUT": ("default_timeout", float),
             "HOOKD_MAX_TIMEOUT": ("max_timeout", float),
             "HOOKD_MAX_PAYLOAD_BYTES": ("max_payload_bytes", int),
@@ -248,6 +254,10 @@ class Settings:
             (
                 1 <= self.worker.processes <= MAX_WORKER_PROCESSES,
                 f"HOOKD_WORKER_PROCESSES must be 1..{MAX_WORKER_PROCESSES}",
+            ),
+            (
+                1 <= self.api_processes <= MAX_API_PROCESSES,
+                f"HOOKD_API_PROCESSES must be 1..{MAX_API_PROCESSES}",
             ),
             (self.worker.poll_interval > 0, "HOOKD_WORKER_POLL_INTERVAL must be positive"),
             (

@@ -19,9 +19,9 @@ import dataclasses
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 from jsonschema import Draft202012Validator
@@ -156,6 +156,20 @@ def default_sender(settings: Settings) -> Sender:
     )
 
 
+class ApiPeers(Protocol):
+    """The other API processes of this service (hookd.api.processes): in the owner, the ones it
+    started; in one of those, the link to its owner."""
+
+    def notify(self) -> None:
+        """Something may be due now (this process published): the workers elsewhere wake."""
+
+    async def not_ready_reason(self) -> str | None:
+        """Why the service is not ready (an API process down), or None."""
+
+    async def metrics(self, local: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The service's metrics: `local` renders the owner's exposition."""
+
+
 class Engine:
     def __init__(
         self,
@@ -167,7 +181,8 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.store: Store = store or default_store(
-            settings, shared=run_worker and settings.worker.processes > 1
+            settings,
+            shared=(run_worker and settings.worker.processes > 1) or settings.api_processes > 1,
         )
         # valid API keys' records by key hash, with when to look again (see `authenticate`)
         self._keys: dict[str, tuple[ApiKey, float]] = {}
@@ -192,6 +207,8 @@ class Engine:
             if run_worker and settings.worker.processes > 1
             else None
         )
+        #: the other API processes (`settings.api_processes` > 1), set by whoever starts them
+        self.api_peers: ApiPeers | None = None
         self.started_at = time.time()
         # compiled payload schemas by (tenant, type name, updated_at): an edit is a new key
         self._validators: collections.OrderedDict[tuple[str, str, float], Draft202012Validator] = (
@@ -238,6 +255,8 @@ class Engine:
             self.worker.notify()
         if self.processes is not None:
             self.processes.notify()
+        if self.api_peers is not None:
+            self.api_peers.notify()
 
     async def not_ready_reason(self) -> str | None:
         """Why this engine cannot do its work now, or None when it can."""
@@ -247,8 +266,10 @@ class Engine:
             return "the database does not answer"
         if self.worker is not None and not self.worker.alive:
             return "the delivery worker is not running"
-        if self.processes is not None:
-            return self.processes.not_ready_reason()
+        if self.processes is not None and (reason := self.processes.not_ready_reason()):
+            return reason
+        if self.api_peers is not None:
+            return await self.api_peers.not_ready_reason()
         return None
 
     # API keys ----------------------------------------------------------------------------------

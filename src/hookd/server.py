@@ -93,32 +93,24 @@ async def _serve_api(
 ) -> None:
     from hookd import api  # imported here: only the serving commands need FastAPI
 
-    listener = bind(settings.host, settings.port)
+    listener = bind(settings.host, settings.port, shared=settings.api_processes > 1)
     port = listener.getsockname()[1]
     url = f"http://{_host_for_url(settings.host)}:{port}"
     try:
         async with _opened(Engine(settings, run_worker=run_worker)) as engine:
             await announce_key(engine, url, console)
             console.print(_startup_line(url, settings, worker=run_worker), soft_wrap=True)
-            config = uvicorn.Config(
-                api.create_app(engine, manage_engine=False),
-                host=settings.host,
-                port=port,
-                log_level=log_level,
-                log_config=None,  # configured by run_server, before the engine starts
-                # httptools (C) parses HTTP/1.1 several times faster than h11; a dependency
-                http="httptools",
-                access_log=access_log,
-                lifespan="on",
-                timeout_graceful_shutdown=int(settings.worker.shutdown_grace + 5),
-                server_header=False,
+            app = api.create_app(engine, manage_engine=False)
+            config = uvicorn_config(
+                app, settings, port=port, log_level=log_level, access_log=access_log
             )
             server = uvicorn.Server(config)
-            tune_runtime()
-            if not stop.requested:  # a signal during start-up: stop before serving
-                stop.server = server
-                await server.serve(sockets=[listener])
-                stop.server = None
+            async with _api_processes(engine, listener, app, access_log, stop):
+                tune_runtime()
+                if not stop.requested:  # a signal during start-up: stop before serving
+                    stop.server = server
+                    await server.serve(sockets=[listener])
+                    stop.server = None
             if run_worker:
                 grace = settings.worker.shutdown_grace
                 console.print(
@@ -126,6 +118,56 @@ async def _serve_api(
                 )
     finally:
         listener.close()
+
+
+def uvicorn_config(
+    app: Any, settings: Settings, *, port: int, log_level: str, access_log: bool
+) -> uvicorn.Config:
+    """How every API process serves `app` (on a socket bound beforehand)."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=port,
+        log_level=log_level,
+        log_config=None,  # configured by run_server (or the helper), before the engine starts
+        # httptools (C) parses HTTP/1.1 several times faster than h11; a dependency
+        http="httptools",
+        access_log=access_log,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.worker.shutdown_grace + 5),
+        server_header=False,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _api_processes(
+    engine: Engine, listener: socket.socket, app: Any, access_log: bool, stop: _StopSignal
+) -> AsyncIterator[None]:
+    """With `api_processes` > 1: the API processes beside this one, on the same port, from
+    before this one serves until after it has stopped serving."""
+    count = engine.settings.api_processes - 1
+    if count < 1:
+        yield
+        return
+    from hookd.api import metrics
+    from hookd.api.processes import ApiProcesses
+
+    processes = ApiProcesses(engine.settings, count, engine, listener, access_log=access_log)
+    processes.render = metrics.renderer(app)
+    await processes.start()  # errors.ConfigError when one cannot start
+    engine.api_peers = processes
+    loop = asyncio.get_running_loop()
+
+    # a stop signal: they stop taking connections at once, as this process does
+    def begin_stop() -> None:
+        loop.call_soon_threadsafe(processes.begin_stop)
+
+    stop.on_stop.append(begin_stop)
+    try:
+        yield
+    finally:
+        await processes.stop()
+        engine.api_peers = None
 
 
 async def _serve_worker(settings: Settings, stop: _StopSignal, console: Console) -> None:
@@ -189,11 +231,21 @@ def _saved_key(url: str) -> str | None:
         return None
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket; `errors.ConfigError` when the address is taken or not ours."""
+def bind(host: str, port: int, *, shared: bool = False) -> socket.socket:
+    """A listening TCP socket; `errors.ConfigError` when the address is taken or not ours.
+
+    `shared`: one of a group of sockets on the port (SO_REUSEPORT), one per API process, among
+    which the kernel spreads new connections (hookd.api.processes). A port that anything
+    listens on already is still refused: a plain bind is tried first (SO_REUSEPORT alone would
+    let this group join another's)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family, backlog=2048)
+        listener = socket.create_server((host, port), family=family, backlog=2048)
+        if not shared:
+            return listener
+        port = listener.getsockname()[1]  # the port 0 chose
+        listener.close()
+        return socket.create_server((host, port), family=family, backlog=2048, reuse_port=True)
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         raise errors.ConfigError(
@@ -259,11 +311,17 @@ def _startup_line(url: str, settings: Settings, *, worker: bool) -> Text:
         (__version__, "dim"),
         " listening on ",
         (url, "bold cyan"),
+        _api_count(settings),
         f" · database {settings.database_label()} · worker ",
         ("on", "green") if worker else ("off", "yellow"),
         _processes(settings) if worker else "",
         (" · Ctrl-C to stop", "dim"),
     )
+
+
+def _api_count(settings: Settings) -> str:
+    count = settings.api_processes
+    return f" ({count} API processes)" if count > 1 else ""
 
 
 def _processes(settings: Settings) -> str:
@@ -293,6 +351,8 @@ class _StopSignal:
     def __init__(self) -> None:
         self.requested = False
         self.server: uvicorn.Server | None = None
+        #: called (in the signal handler) when a stop is requested
+        self.on_stop: list[Callable[[], None]] = []
         self._event: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -302,6 +362,8 @@ class _StopSignal:
         self.requested = True
         if self.server is not None:
             self.server.handle_exit(sig, frame)
+        for callback in self.on_stop:
+            callback()
         if self._event is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self._event.set)
 

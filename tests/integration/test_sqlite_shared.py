@@ -1,11 +1,14 @@
-"""One SQLite database, written by its owner and its worker processes (`shared`): their endpoint
-caches follow the database's version of the endpoints, and an owner waits for the worker
-processes of an earlier run before it opens. Two stores in this process stand for the two."""
+"""One SQLite database, written by its owner and its worker and API processes (`shared`): their
+endpoint caches follow the database's version of the endpoints, their event-type caches a shared
+stamp, and an owner waits for the helper processes of an earlier run before it opens. Two stores
+in this process stand for the two."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,9 +17,10 @@ import pytest
 from test_store_contract import make_endpoint, make_event, result_for
 
 from hookd import crypto
-from hookd.domain import errors
-from hookd.domain.models import DeliveryStatus, EndpointStatus
+from hookd.domain import errors, ids
+from hookd.domain.models import DeliveryStatus, EndpointStatus, EventType
 from hookd.store.sqlite import SqliteStore
+from hookd.store.sqlite.store import SharedStamp, types_stamp_path
 
 
 @dataclasses.dataclass
@@ -163,3 +167,51 @@ async def test_a_non_shared_owner_keeps_its_endpoint_cache(tmp_path: Path) -> No
     finally:
         await other.close()
         await owner.close()
+
+
+def make_type(name: str, *, schema: dict[str, object] | None = None) -> EventType:
+    now = time.time()
+    return EventType(
+        id=ids.new_id(ids.EVENT_TYPE),
+        tenant_id="default",
+        name=name,
+        created_at=now,
+        updated_at=now,
+        schema=schema,
+    )
+
+
+async def test_an_event_type_declared_in_one_process_reaches_the_others_cache(pair: Pair) -> None:
+    """API processes publish beside each other: each caches event types (a "not declared" too),
+    and a declaration or change in any of them reaches the others' next publish (the stamp)."""
+    assert await pair.owner.event_types_by_name("default", ["order.filled"]) == {}  # cached
+    assert await pair.helper.event_types_by_name("default", ["order.filled"]) == {}
+    declared = make_type("order.filled", schema={"type": "object", "required": ["id"]})
+    await pair.helper.create_event_type(declared)
+    assert await pair.owner.event_types_by_name("default", ["order.filled"]) == {
+        "order.filled": declared
+    }
+    archived = dataclasses.replace(declared, archived=True, updated_at=declared.updated_at + 1)
+    await pair.owner.update_event_type(archived)
+    assert (await pair.helper.event_types_by_name("default", ["order.filled"]))[
+        "order.filled"
+    ].archived
+
+
+async def test_a_stamp_touched_from_outside_empties_the_event_type_cache(pair: Pair) -> None:
+    """What an owner does when an API process dies (it may have committed a change and died
+    before touching the stamp itself)."""
+    assert await pair.owner.event_types_by_name("default", ["a.b"]) == {}
+    declared = make_type("a.b")
+    with contextlib.closing(sqlite3.connect(pair.db, isolation_level=None)) as conn:  # unheard
+        conn.execute(
+            "INSERT INTO event_types (id, tenant_id, name, description, schema, example, "
+            "archived, created_at, updated_at) VALUES (?, 'default', 'a.b', NULL, NULL, NULL, "
+            "0, ?, ?)",
+            (declared.id, declared.created_at, declared.updated_at),
+        )
+    assert await pair.owner.event_types_by_name("default", ["a.b"]) == {}  # still cached
+    stamp = SharedStamp(types_stamp_path(pair.db))
+    stamp.touch()
+    stamp.close()
+    assert set(await pair.owner.event_types_by_name("default", ["a.b"])) == {"a.b"}

@@ -21,9 +21,15 @@ turns the engine's plain counters (hookd.metrics) into metric families at scrape
                                                  of them, by id); read with the queue counts
     hookd_breakers_tripped                       how many breakers are not closed (counted up to
                                                  HOOKD_METRICS_ENDPOINT_CAP)
+    hookd_worker_processes, hookd_worker_process_attempts_total{process}
+                                                 with HOOKD_WORKER_PROCESSES > 1
+    hookd_api_processes, hookd_api_process_events_published_total{process}
+                                                 with HOOKD_API_PROCESSES > 1
     hookd_build_info{version}                    1
 
-Counters are this process's since it started. They name endpoints of every tenant, so they need
+Counters are this process's since it started, with what its worker and API processes reported;
+with API processes, a scrape of any of them shows the owner's merged counts
+(hookd.api.processes). They name endpoints of every tenant, so they need
 an admin key unless `HOOKD_METRICS_PUBLIC=true` opens them (a private network's scraper).
 """
 
@@ -32,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Request, Response, Security
@@ -186,9 +192,35 @@ class _Collector:
             for index, count in sorted(helpers.items()):
                 by_process.add_metric([str(index)], count)
             yield by_process
+        yield from _api_processes(engine)
         info = GaugeMetricFamily("hookd_build_info", "hookd's version.", labels=["version"])
         info.add_metric([hookd.__version__], 1)
         yield info
+
+
+def _api_processes(engine: Engine) -> Iterator[Metric]:
+    from hookd.api.processes import ApiProcesses  # here: it imports this package's engine
+
+    peers = engine.api_peers
+    if not isinstance(peers, ApiProcesses):
+        return
+    yield GaugeMetricFamily(
+        "hookd_api_processes",
+        "API processes serving, this one included (HOOKD_API_PROCESSES).",
+        value=peers.running + 1,
+    )
+    by_process = CounterMetricFamily(
+        "hookd_api_process_events_published",
+        "Events published by API process (0: this one; the others report every second and "
+        "when scraped, and their counts are in hookd_events_published_total too).",
+        labels=["process"],
+    )
+    helpers = peers.published()
+    own = engine.counters.published - sum(helpers.values())
+    by_process.add_metric(["0"], max(own, 0))
+    for index, count in sorted(helpers.items()):
+        by_process.add_metric([str(index)], count)
+    yield by_process
 
 
 def _bound(value: float) -> str:
@@ -228,6 +260,17 @@ async def metrics(
         key = await auth.authenticate(engine, credentials)
         if key.tenant_id is not None:
             raise errors.Forbidden("metrics cover every tenant: an admin key is required")
-    exposition: Exposition = request.app.state.metrics
-    await exposition.refresh()
-    return Response(exposition.render(), media_type=CONTENT_TYPE_PLAIN_0_0_4)
+    local = renderer(request.app)
+    text = await local() if engine.api_peers is None else await engine.api_peers.metrics(local)
+    return Response(text, media_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+
+def renderer(app: FastAPI) -> Callable[[], Awaitable[bytes]]:
+    """This process's exposition, rendered (with queue counts at most a second old)."""
+    exposition: Exposition = app.state.metrics
+
+    async def render() -> bytes:
+        await exposition.refresh()
+        return exposition.render()
+
+    return render

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from hookd import server
 from hookd.cli import _common as common
-from hookd.config import MAX_WORKER_PROCESSES, Settings
+from hookd.config import MAX_API_PROCESSES, MAX_WORKER_PROCESSES, Settings
 from hookd.policy import signing
 from hookd.receiver import listen as receiver
 
@@ -66,6 +66,20 @@ WorkerProcesses = Annotated[
     ),
 ]
 
+ApiProcesses = Annotated[
+    int | None,
+    typer.Option(
+        "--api-processes",
+        envvar="HOOKD_API_PROCESSES",
+        min=1,
+        max=MAX_API_PROCESSES,
+        help="API processes: this one and N-1 more it starts, serving the same port (one per "
+        "core). [default: 1]",
+        metavar="N",
+        show_default=False,
+    ),
+]
+
 DEFAULT_DB = Path("hookd.db")
 
 
@@ -77,6 +91,7 @@ def serve(
     access_log: AccessLog = False,
     database_url: DatabaseUrl = None,
     worker_processes: WorkerProcesses = None,
+    api_processes: ApiProcesses = None,
 ) -> None:
     """Run the API and the delivery worker in one process (Ctrl-C stops it gracefully)."""
     _serve(
@@ -88,6 +103,7 @@ def serve(
         run_worker=True,
         database_url=database_url,
         worker_processes=worker_processes,
+        api_processes=api_processes,
     )
 
 
@@ -98,9 +114,19 @@ def api(
     log_level: Level = LogLevel.INFO,
     access_log: AccessLog = False,
     database_url: DatabaseUrl = None,
+    api_processes: ApiProcesses = None,
 ) -> None:
     """Run the API alone, without the delivery worker."""
-    _serve(db, host, port, log_level, access_log, run_worker=False, database_url=database_url)
+    _serve(
+        db,
+        host,
+        port,
+        log_level,
+        access_log,
+        run_worker=False,
+        database_url=database_url,
+        api_processes=api_processes,
+    )
 
 
 def worker(
@@ -112,7 +138,7 @@ def worker(
     """Run the delivery worker alone, without the API (on PostgreSQL, as many as you like)."""
     settings = _with_processes(
         Settings.from_env(db_path=db, **_database(database_url)), worker_processes
-    )
+    ).replace(api_processes=1)  # HOOKD_API_PROCESSES is for the commands that serve the API
     server.run_server(
         settings, run_api=False, console=Console(highlight=False), log_level=log_level.value
     )
@@ -140,9 +166,11 @@ def _serve(
     run_worker: bool,
     database_url: str | None = None,
     worker_processes: int | None = None,
+    api_processes: int | None = None,
 ) -> None:
+    overrides: dict[str, Any] = {} if api_processes is None else {"api_processes": api_processes}
     settings = _with_processes(
-        Settings.from_env(db_path=db, host=host, port=port, **_database(database_url)),
+        Settings.from_env(db_path=db, host=host, port=port, **_database(database_url), **overrides),
         worker_processes,
     )
     server.run_server(

@@ -3,7 +3,7 @@
 `python -m hookd.delivery.helper` reads its settings from stdin, runs one worker over the same
 database as the process that started it, and stops when stdin closes: SIGINT and SIGTERM are
 ignored (the owner stops it in order; SIGKILL still works). Not a command for people: the
-process that starts it speaks its protocol (see processes.py).
+process that starts it speaks its protocol (hookd.processes).
 """
 
 from __future__ import annotations
@@ -11,17 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import logging.config
 import os
-import pickle
-import signal
-import struct
 import sys
 from typing import BinaryIO
 
 from hookd import server
-from hookd.delivery.processes import WAKE, HelperPayload, encode_report
+from hookd.delivery.processes import WAKE, encode_report
 from hookd.engine import Engine, default_store
+from hookd.processes import HelperPayload, start_helper, stdin_reader
 
 log = logging.getLogger("hookd.worker.processes")
 
@@ -29,35 +26,11 @@ log = logging.getLogger("hookd.worker.processes")
 REPORT_INTERVAL = 1.0
 
 
-def read_payload(stream: BinaryIO) -> HelperPayload:
-    header = stream.read(4)
-    if len(header) != 4:
-        raise EOFError("no settings on stdin")
-    (size,) = struct.unpack("!I", header)
-    data = stream.read(size)
-    if len(data) != size:
-        raise EOFError("the settings were cut short")
-    # from the process that started this one, over a pipe only the two of them hold
-    payload = pickle.loads(data)  # noqa: S301
-    if not isinstance(payload, HelperPayload):
-        raise TypeError(f"not a HelperPayload: {type(payload).__name__}")
-    return payload
-
-
 def main() -> int:
-    try:
-        payload = read_payload(sys.stdin.buffer)
-    except (EOFError, TypeError, pickle.UnpicklingError) as exc:
-        print(f"hookd worker process: {exc}; it is started by hookd serve", file=sys.stderr)
+    started = start_helper("worker process")
+    if started is None:
         return 2
-    level = logging.getLevelName(payload.log_level).lower()
-    logging.config.dictConfig(server.log_config(level if level in server.LOG_LEVELS else "info"))
-    # Ctrl-C, or a service manager's SIGTERM to the whole group: the owner stops this process
-    # (by closing its stdin) as part of its own orderly stop; it is not to go first
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=0)
-    sys.stdout = sys.stderr  # stray prints must not reach the report channel
+    payload, out = started
     with asyncio.Runner(loop_factory=server.loop_factory()) as runner:
         runner.run(_run(payload, out))
     return 0
@@ -71,7 +44,7 @@ async def _run(payload: HelperPayload, out: BinaryIO) -> None:
     server.tune_runtime()
     tasks: list[asyncio.Task[None]] = []
     try:
-        reader = await _stdin_reader()
+        reader = await stdin_reader()
         out.write(encode_report({"ready": os.getpid()}))
         tasks.append(asyncio.create_task(_listen(reader, engine, stop)))
         tasks.append(asyncio.create_task(_report(engine, out, stop)))
@@ -83,13 +56,6 @@ async def _run(payload: HelperPayload, out: BinaryIO) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
         await engine.close()
     _send_counts(engine, out)  # what the last deliveries counted
-
-
-async def _stdin_reader() -> asyncio.StreamReader:
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    return reader
 
 
 async def _listen(reader: asyncio.StreamReader, engine: Engine, stop: asyncio.Event) -> None:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import fcntl
 import functools
+import mmap
 import os
 import sqlite3
 import threading
@@ -68,6 +69,8 @@ _KEY_CHECK = "secret_key_check"
 #: meta key: a counter every change to an endpoint's settings or status moves on, so that the
 #: caches of the other processes writing this database see the change (`shared`)
 _ENDPOINTS_VERSION = "endpoints_version"
+#: The file beside the database whose bytes change whenever an event type does (`shared`).
+TYPES_STAMP_SUFFIX = ".types"
 #: How long an owner waits, when it opens, for worker processes of an earlier run to finish.
 HELPERS_WAIT = 60.0
 _EVENT_TYPE_CACHE = 10_000  # names cached per tenant at most
@@ -176,6 +179,9 @@ class SqliteStore:
         # event types by tenant and name, None for "not declared"; touched only on the event loop
         self._event_types: dict[str, dict[str, EventType | None]] = {}
         self._event_types_generation = 0
+        # `shared`: what the stamp held when the cache above was last known to be exact
+        self._types_stamp: SharedStamp | None = None
+        self._types_seen = b""
         self._open = False
 
     # lifecycle ---------------------------------------------------------------------------------
@@ -187,6 +193,8 @@ class SqliteStore:
             self._take_lock()
         try:
             await asyncio.to_thread(self._join_helpers)
+            if self._shared:
+                self._types_stamp = SharedStamp(types_stamp_path(self.path))
         except BaseException:
             self._release_lock()
             raise
@@ -217,6 +225,9 @@ class SqliteStore:
             for conn in self._reader_conns:
                 conn.close()
             self._reader_conns.clear()
+        if self._types_stamp is not None:
+            self._types_stamp.close()
+            self._types_stamp = None
         self._release_lock()
 
     async def ping(self) -> None:
@@ -422,6 +433,8 @@ class SqliteStore:
     def _forget_event_types(self, tenant_id: str) -> None:
         self._event_types.pop(tenant_id, None)
         self._event_types_generation += 1
+        if self._types_stamp is not None:  # the other processes' caches: after the commit
+            self._types_stamp.touch()
 
     async def get_event_type(self, tenant_id: str, name: str) -> EventType | None:
         params = {"tenant_id": tenant_id, "name": name}
@@ -431,9 +444,16 @@ class SqliteStore:
     async def event_types_by_name(
         self, tenant_id: str, names: Collection[str]
     ) -> dict[str, EventType]:
-        # Every publish asks this, so answers (including "not declared") are cached; this
-        # process owns the database, and event types change only through it, so the cache is
-        # exact: a write drops the tenant's entries (and a read racing it is not kept).
+        # Every publish asks this, so answers (including "not declared") are cached. A write
+        # here drops the tenant's entries (and a read racing it is not kept); when other
+        # processes write the database (`shared`), a write there changes the stamp (after its
+        # commit, before its answer), and a changed stamp drops every entry: the cache is exact,
+        # for the price of reading 8 bytes of shared memory per call.
+        stamp = self._types_stamp
+        if stamp is not None and (seen := stamp.read()) != self._types_seen:
+            self._event_types.clear()
+            self._event_types_generation += 1
+            self._types_seen = seen
         known = self._event_types.get(tenant_id, {})
         missing = [n for n in names if n not in known]
         if missing:
@@ -1052,6 +1072,35 @@ _INSERT_EVENT = (
 #: Rows per multi-row INSERT, largest first: any count is a sum of these, and only these few
 #: statements are ever prepared (the connection's statement cache keeps them).
 _INSERT_CHUNKS = (256, 64, 16, 4, 1)
+
+
+def types_stamp_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + TYPES_STAMP_SUFFIX)
+
+
+class SharedStamp:
+    """8 bytes of a file mapped into every process that opens it: `touch` writes new random
+    bytes, `read` (a memory read, no system call) tells whether anyone touched it since."""
+
+    SIZE = 8
+
+    def __init__(self, path: Path) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < self.SIZE:
+                os.ftruncate(fd, self.SIZE)
+            self._map = mmap.mmap(fd, self.SIZE)
+        finally:
+            os.close(fd)
+
+    def read(self) -> bytes:
+        return self._map[: self.SIZE]
+
+    def touch(self) -> None:
+        self._map[: self.SIZE] = os.urandom(self.SIZE)
+
+    def close(self) -> None:
+        self._map.close()
 
 
 def _endpoints_version(conn: sqlite3.Connection) -> str | None:
