@@ -203,7 +203,9 @@ class Engine:
         )
         #: the worker processes beside this one (`settings.worker.processes` > 1)
         self.processes: WorkerProcesses | None = (
-            WorkerProcesses(settings, settings.worker.processes - 1, self.counters)
+            WorkerProcesses(
+                settings, settings.worker.processes - 1, self.counters, self._release_worker
+            )
             if run_worker and settings.worker.processes > 1
             else None
         )
@@ -248,6 +250,13 @@ class Engine:
         finally:
             await self._sender.close()
             await self.store.close()
+
+    async def _release_worker(self, worker_id: str) -> int:
+        """Give back the leases of a worker process that died; wake the workers for them."""
+        released = await self.store.release_worker(worker_id=worker_id, now=time.time())
+        if released:
+            self.notify()
+        return released
 
     def notify(self) -> None:
         """Something may be due now (a publish, a resume, a replay): wake the workers."""

@@ -91,6 +91,8 @@ class Helper:
         self.ready = False
         self.started_at = 0.0
         self.reader: asyncio.Task[None] | None = None
+        #: what its "ready" line said (its pid, and what its kind adds)
+        self.info: Mapping[str, Any] = {}
 
     @property
     def alive(self) -> bool:
@@ -142,6 +144,10 @@ class ProcessGroup:
 
     def on_exit(self, helper: Helper) -> None:
         """A helper's process ended (its last lines have been read)."""
+
+    async def lost(self, helper: Helper) -> None:
+        """A helper's process ended while it should have been running (it crashed or was
+        killed), before it is started again; an exception is logged and ignored."""
 
     # control -----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -239,6 +245,7 @@ class ProcessGroup:
                 f"{self.kind} {helper.index} did not start (exit status {code}); its log is above"
             )
         helper.ready = True
+        helper.info = message
         helper.reader = asyncio.create_task(self._read(helper, process))
         log.info("%s %d started (pid %d)", self.kind, helper.index, process.pid)
 
@@ -274,6 +281,10 @@ class ProcessGroup:
             self.on_exit(helper)
             if self._stopping:
                 return
+            try:
+                await self.lost(helper)
+            except Exception:
+                log.exception("%s %d: cleaning up after it failed", self.kind, helper.index)
             if time.monotonic() - helper.started_at > HEALTHY_RUN:
                 delay = RESTART_DELAY
             log.error(

@@ -120,7 +120,7 @@ def test_the_claim_walks_the_due_index(tmp_path: Path) -> None:
     conn = sqlite3.connect(db, isolation_level=None)
     migrate(conn)
     plans = {}
-    for name in ("claim_due", "next_due_at", "queue_counts"):
+    for name in ("claim_due", "next_due_at", "queue_counts", "release_worker_leases"):
         params = {"worker_id": "w", "lease_until": 1.0, "now": 0.0, "limit": 10}
         plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + Q[name], params))
         assert "deliveries_due" in plan, plan
@@ -141,7 +141,7 @@ def test_priority_levels_in_the_queries_match_the_bounds() -> None:
     levels = list(range(MAX_PRIORITY, MIN_PRIORITY - 1, -1))
     sqlite_list = "(" + ", ".join(map(str, levels)) + ")"
     pg_array = "'{" + ",".join(map(str, levels)) + "}'"
-    for name in ("claim_due", "next_due_at", "queue_counts"):
+    for name in ("claim_due", "next_due_at", "queue_counts", "release_worker_leases"):
         assert sqlite_list in SQ[name], name
         assert pg_array in PG[name].sql, name
 
@@ -194,6 +194,7 @@ def test_a_batch_of_results_finds_each_delivery_by_id(tmp_path: Path) -> None:
         ("release_queued", "deliveries_by_endpoint (endpoint_id=? AND <expr>=?)"),
         ("promote_fifo_heads", "deliveries_by_endpoint (endpoint_id=? AND <expr>=?)"),
         ("recover_all_leases", "deliveries_due (priority=?)"),
+        ("release_worker_leases", "deliveries_due (priority=? AND next_attempt_at>?)"),
         ("queue_counts", "COVERING INDEX deliveries_by_status (status=?)"),
     ],
 )

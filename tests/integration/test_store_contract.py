@@ -278,6 +278,44 @@ async def test_release_and_recover(store: Store) -> None:
     assert len(await store.claim(worker_id="w2", limit=5, now=now, lease_seconds=30)) == 2
 
 
+async def test_a_gone_workers_leases_are_given_back_at_once(store: Store) -> None:
+    endpoint = make_endpoint()
+    paused = make_endpoint()
+    await store.create_endpoint(endpoint)
+    await store.create_endpoint(paused)
+    await store.publish([make_event() for _ in range(4)])  # 8 deliveries, 4 each
+    now = time.time() + 1
+    gone = await store.claim(worker_id="gone", limit=5, now=now, lease_seconds=300)
+    alive = await store.claim(worker_id="alive", limit=5, now=now, lease_seconds=300)
+    assert len(gone) == 5 and len(alive) == 3
+    # one of the gone worker's was recorded already: not a lease any more
+    done = gone[0]
+    await store.record(
+        worker_id="gone",
+        results=[result_for(done.id, done.endpoint_id, DeliveryStatus.DELIVERED)],
+        now=now,
+    )
+    await store.update_endpoint(dataclasses.replace(paused, status=EndpointStatus.PAUSED))
+    assert await store.release_worker(worker_id="gone", now=now + 1) == 4
+    assert await store.release_worker(worker_id="gone", now=now + 1) == 0
+    for claimed in gone[1:]:
+        delivery = await store.get_delivery(None, claimed.id)
+        assert delivery is not None and delivery.attempts == 0
+        # due at once; parked when its endpoint was paused meanwhile
+        expected = (
+            DeliveryStatus.PARKED if claimed.endpoint_id == paused.id else DeliveryStatus.PENDING
+        )
+        assert delivery.status is expected
+        if expected is DeliveryStatus.PENDING:
+            assert delivery.next_attempt_at == now + 1
+    again = await store.claim(worker_id="new", limit=10, now=now + 1, lease_seconds=300)
+    assert {c.id for c in again} == {c.id for c in gone[1:] if c.endpoint_id == endpoint.id}
+    # the live worker's leases are untouched
+    for claimed in alive:
+        delivery = await store.get_delivery(None, claimed.id)
+        assert delivery is not None and delivery.status is DeliveryStatus.SENDING
+
+
 async def test_requeue_and_purge_dead_letters(store: Store) -> None:
     endpoint = make_endpoint()
     await store.create_endpoint(endpoint)

@@ -45,7 +45,8 @@ async def _run(payload: HelperPayload, out: BinaryIO) -> None:
     tasks: list[asyncio.Task[None]] = []
     try:
         reader = await stdin_reader()
-        out.write(encode_report({"ready": os.getpid()}))
+        assert engine.worker is not None  # an Engine runs a worker unless told not to
+        out.write(encode_report({"ready": os.getpid(), "worker_id": engine.worker.id}))
         tasks.append(asyncio.create_task(_listen(reader, engine, stop)))
         tasks.append(asyncio.create_task(_report(engine, out, stop)))
         await stop.wait()

@@ -471,6 +471,10 @@ class MemoryStore:
             released += 1
         return released
 
+    async def release_worker(self, *, worker_id: str, now: float) -> int:
+        held = [d for d, owner in self.leases.items() if owner == worker_id]
+        return await self.release(worker_id=worker_id, delivery_ids=held, now=now)
+
     def _unlease(self, delivery: Delivery, now: float) -> None:
         endpoint = self.endpoints.get(delivery.endpoint_id)
         active = endpoint is not None and endpoint.status is EndpointStatus.ACTIVE

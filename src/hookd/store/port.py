@@ -256,6 +256,10 @@ class Store(Protocol):
     async def release(self, *, worker_id: str, delivery_ids: Sequence[str], now: float) -> int:
         """Give back leases without an attempt (graceful shutdown); they are due again at once."""
 
+    async def release_worker(self, *, worker_id: str, now: float) -> int:
+        """Give back every lease `worker_id` holds, without an attempt: the worker is gone (a
+        worker process that died); they are due again at once. Returns how many."""
+
     async def defer(self, *, worker_id: str, until: Mapping[str, float], now: float) -> None:
         """Give back leases without an attempt, delivery id -> when it is due again."""
 

@@ -292,6 +292,18 @@ SET status = CASE
     lease_owner = NULL, next_attempt_at = :now, updated_at = :now
 WHERE lease_owner = :worker_id AND status = 'sending' AND id = ANY(:ids::text[]);
 
+-- name: release_worker_leases
+-- Every lease of one worker, found along deliveries_due: a leased delivery's next_attempt_at is
+-- its lease's end, so the walk past :now skips the due backlog.
+UPDATE deliveries
+SET status = CASE
+        WHEN (SELECT e.status FROM endpoints e WHERE e.id = deliveries.endpoint_id) = 'active'
+        THEN 'pending' ELSE 'parked' END,
+    lease_owner = NULL, next_attempt_at = :now, updated_at = :now
+WHERE status IN ('pending', 'sending')
+  AND priority = ANY('{10,9,8,7,6,5,4,3,2,1,0,-1,-2,-3,-4,-5,-6,-7,-8,-9,-10}'::int[])
+  AND next_attempt_at > :now AND status = 'sending' AND lease_owner = :worker_id;
+
 -- name: next_due_at
 -- The earliest of each priority level's first entry in deliveries_due.
 SELECT min(first.at)

@@ -928,6 +928,15 @@ class PostgresStore:
                 await self._notify(conn, self.wakeup_channel)
         return released
 
+    async def release_worker(self, *, worker_id: str, now: float) -> int:
+        async with self._transaction("release_worker") as conn:
+            released = await self._run(
+                conn, "release_worker_leases", {"worker_id": worker_id, "now": now}
+            )
+            if released:
+                await self._notify(conn, self.wakeup_channel)
+        return released
+
     async def defer(self, *, worker_id: str, until: Mapping[str, float], now: float) -> None:
         if not until:
             return

@@ -302,6 +302,22 @@ SET status = CASE
 WHERE lease_owner = :worker_id AND status = 'sending'
   AND id IN (SELECT value FROM json_each(:ids));
 
+-- name: release_worker_leases
+-- Every lease of one worker, found along deliveries_due: a leased delivery's next_attempt_at is
+-- its lease's end, so one range walk per priority level past :now skips the due backlog.
+UPDATE deliveries
+SET status = CASE
+        WHEN (SELECT status FROM endpoints WHERE endpoints.id = deliveries.endpoint_id)
+             = 'active'
+        THEN 'pending' ELSE 'parked' END,
+    lease_owner = NULL, next_attempt_at = :now, updated_at = :now
+WHERE id IN (
+    SELECT id FROM deliveries INDEXED BY deliveries_due
+    WHERE status IN ('pending', 'sending')
+      AND priority IN (10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, -1, -2, -3, -4, -5, -6, -7, -8, -9, -10)
+      AND next_attempt_at > :now AND status = 'sending' AND lease_owner = :worker_id
+);
+
 -- name: recover_all_leases
 UPDATE deliveries
 SET status = 'pending', lease_owner = NULL, next_attempt_at = :now, updated_at = :now

@@ -900,6 +900,12 @@ class SqliteStore:
             lambda c: c.execute(Q["release_leases"], params).rowcount, durable=False
         )
 
+    async def release_worker(self, *, worker_id: str, now: float) -> int:
+        params = {"worker_id": worker_id, "now": now}
+        return await self._write(
+            lambda c: c.execute(Q["release_worker_leases"], params).rowcount, durable=False
+        )
+
     async def defer(self, *, worker_id: str, until: Mapping[str, float], now: float) -> None:
         rows = [(due, now, delivery_id, worker_id) for delivery_id, due in until.items()]
         if rows:
