@@ -21,7 +21,6 @@ import os
 import signal
 import socket
 import sqlite3
-import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import FrameType
@@ -47,12 +46,6 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 #: (`bench/suite.py`, e2e-sqlite). Garbage in cycles waits a little longer (at most 50,000
 #: allocations for the youngest generation).
 GC_THRESHOLDS = (50_000, 50, 1000)
-#: How long a thread may hold the GIL while another waits for it (seconds; Python's default is
-#: 0.005). The SQLite writer thread lets go of the GIL for every statement it runs and needs it
-#: back to go on; with the event loop busy, each of those returns waited up to the whole
-#: interval, and the writer, which every claim and result goes through, stood still meanwhile.
-#: A/B (`bench/ab.py`, 3 rounds): 0.0005 delivered more than the default in every round.
-SWITCH_INTERVAL = 0.0005
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -106,7 +99,7 @@ async def _serve_api(
             )
             server = uvicorn.Server(config)
             async with _api_processes(engine, listener, app, access_log, stop):
-                tune_runtime()
+                tune_gc()
                 if not stop.requested:  # a signal during start-up: stop before serving
                     stop.server = server
                     await server.serve(sockets=[listener])
@@ -172,7 +165,7 @@ async def _api_processes(
 
 async def _serve_worker(settings: Settings, stop: _StopSignal, console: Console) -> None:
     async with _opened(Engine(settings, run_worker=True)):
-        tune_runtime()
+        tune_gc()
         console.print(
             Text.assemble(
                 ("hookd worker ", "bold"),
@@ -288,13 +281,12 @@ def _schema_version(settings: Settings) -> int:
         return sqlite_store.migrate(conn)
 
 
-def tune_runtime() -> None:
+def tune_gc() -> None:
     """Once a serving process has started: what it holds for its lifetime (modules, the app,
-    the engine) leaves the collector's view (`gc.freeze`), collections come less often
-    (`GC_THRESHOLDS`), and threads take turns more often (`SWITCH_INTERVAL`)."""
+    the engine) leaves the collector's view (`gc.freeze`), and collections come less often
+    (`GC_THRESHOLDS`)."""
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 def log_config(level: str) -> dict[str, Any]:

@@ -84,7 +84,7 @@ async def _run(payload: HelperPayload, out: BinaryIO) -> int:
         if serving.done():
             await serving
             return 1
-        server.tune_runtime()
+        server.tune_gc()
         reader = await stdin_reader()
         link.send({"ready": os.getpid()})
         tasks.append(asyncio.create_task(_listen(reader, link, uvicorn_server)))

@@ -41,7 +41,7 @@ async def _run(payload: HelperPayload, out: BinaryIO) -> None:
     stop = asyncio.Event()
     engine = Engine(settings, store=default_store(settings, helper=True))
     await engine.open()
-    server.tune_runtime()
+    server.tune_gc()
     tasks: list[asyncio.Task[None]] = []
     try:
         reader = await stdin_reader()
