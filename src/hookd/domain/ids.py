@@ -81,6 +81,27 @@ def new_id(prefix: str, *, now: float | None = None) -> str:
     )
 
 
+#: A random byte to a digit: 256 is a multiple of 32, so each digit is uniform (5 random bits).
+_BYTE_DIGIT = bytes.maketrans(bytes(range(256)), (_ALPHABET * 8).encode())
+
+
+def new_ids(prefix: str, count: int, *, now: float | None = None) -> list[str]:
+    """`count` new ids of one time (`now`, default the current time), in increasing order.
+
+    Ids as `new_id` makes them (the same shape and time part, 80 random bits each), for many at
+    once: one `os.urandom` call and one `bytes.translate`, and sorted, so a batch's ids follow
+    its order and rows inserted in that order go to the end of each index on their id rather
+    than all over it.
+    """
+    if count <= 0:
+        return []
+    head = new_id(prefix, now=now)[:-16]  # "<prefix>_" and the 10 time digits
+    digits = os.urandom(16 * count).translate(_BYTE_DIGIT).decode("ascii")
+    randoms = [digits[at : at + 16] for at in range(0, 16 * count, 16)]
+    randoms.sort()
+    return [head + random for random in randoms]
+
+
 def has_prefix(ident: str, prefix: str) -> bool:
     """Whether `ident` looks like an id of the given kind (cheap shape check, not a lookup)."""
     head, sep, body = ident.partition("_")

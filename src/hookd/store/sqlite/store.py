@@ -646,15 +646,15 @@ class SqliteStore:
         grouped: list[list[PublishResult]] = []
         fifo: set[str] = set()  # FIFO endpoints that got deliveries (queued)
         event_rows: list[tuple[Any, ...]] = []
-        delivery_rows: list[tuple[Any, ...]] = []
+        fanned: list[tuple[Event, list[_Target]]] = []  # the events of event_rows, their targets
         unflushed_keys: set[tuple[str, str]] = set()  # (tenant, idempotency key) in event_rows
         matching: dict[tuple[str, str], list[_Target]] = {}  # (tenant, type) -> its targets
 
         def flush() -> None:
             _insert_rows(conn, _INSERT_EVENT, event_rows)
-            _insert_rows(conn, Q["insert_delivery"], delivery_rows)
+            _insert_rows(conn, Q["insert_delivery"], _delivery_rows(fanned))
             event_rows.clear()
-            delivery_rows.clear()
+            fanned.clear()
             unflushed_keys.clear()
 
         for events, idempotent_since in groups:
@@ -695,24 +695,9 @@ class SqliteStore:
                         for target in self._fanout_targets(conn, event.tenant_id)
                         if target[1].matches(event.type) and target[0] != exclude
                     ]
-                now = event.created_at
-                for endpoint_id, _, active, default_priority, in_order in targets:
-                    if in_order:
-                        fifo.add(endpoint_id)
-                    delivery_rows.append(
-                        (
-                            ids.new_id(ids.DELIVERY, now=now),
-                            event.tenant_id,
-                            event.id,
-                            endpoint_id,
-                            event.type,
-                            "queued" if in_order else "pending" if active else "parked",
-                            default_priority if event.priority is None else event.priority,
-                            now,
-                            now,
-                            now,
-                        )
-                    )
+                    fifo.update(target[0] for target in targets if target[4])
+                if targets:
+                    fanned.append((event, targets))
                 results.append(PublishResult(event, len(targets)))
         flush()
         if fifo:  # a FIFO endpoint without a head: its oldest queued delivery is next
@@ -1032,6 +1017,39 @@ _INSERT_EVENT = (
 #: Rows per multi-row INSERT, largest first: any count is a sum of these, and only these few
 #: statements are ever prepared (the connection's statement cache keeps them).
 _INSERT_CHUNKS = (256, 64, 16, 4, 1)
+
+
+def _delivery_rows(fanned: Sequence[tuple[Event, list[_Target]]]) -> list[tuple[Any, ...]]:
+    """The `insert_delivery` rows of events and their fan-out targets, in that order. The ids
+    of a run of events created at the same time (a batch) are drawn at once, sorted
+    (`ids.new_ids`), so the rows go in in id order."""
+    rows: list[tuple[Any, ...]] = []
+    at = 0
+    while at < len(fanned):
+        now = fanned[at][0].created_at
+        end, count = at, 0
+        while end < len(fanned) and fanned[end][0].created_at == now:
+            count += len(fanned[end][1])
+            end += 1
+        made = iter(ids.new_ids(ids.DELIVERY, count, now=now))
+        for event, targets in fanned[at:end]:
+            for endpoint_id, _, active, default_priority, in_order in targets:
+                rows.append(
+                    (
+                        next(made),
+                        event.tenant_id,
+                        event.id,
+                        endpoint_id,
+                        event.type,
+                        "queued" if in_order else "pending" if active else "parked",
+                        default_priority if event.priority is None else event.priority,
+                        now,
+                        now,
+                        now,
+                    )
+                )
+        at = end
+    return rows
 
 
 def _endpoints_version(conn: sqlite3.Connection) -> str | None:
