@@ -54,12 +54,13 @@ async def publish_many(
 ) -> list[PublishResult]:
     """`POST /v1/events/batch` once the request is read: the route and `FastPublish` share it."""
     tenant_id, items = (
-        body if isinstance(body, tuple) else (body.tenant_id, [_input(i) for i in body.events])
+        body if isinstance(body, tuple) else (body.tenant_id, [event_input(i) for i in body.events])
     )
     return await engine.publish_batch(auth.target_tenant(key, tenant_id), items)
 
 
-def _input(item: schemas.EventBatchItem) -> EventInput:
+def event_input(item: schemas.EventBatchItem) -> EventInput:
+    """A batch item as the engine takes it."""
     return EventInput(
         type=item.type,
         payload=item.payload,

@@ -645,15 +645,15 @@ class SqliteStore:
         """
         grouped: list[list[PublishResult]] = []
         fifo: set[str] = set()  # FIFO endpoints that got deliveries (queued)
-        event_rows: list[tuple[Any, ...]] = []
-        fanned: list[tuple[Event, list[_Target]]] = []  # the events of event_rows, their targets
-        unflushed_keys: set[tuple[str, str]] = set()  # (tenant, idempotency key) in event_rows
+        event_values: list[Any] = []  # `_INSERT_EVENT`'s values, row after row
+        fanned: list[tuple[Event, list[_Target]]] = []  # events with deliveries, their targets
+        unflushed_keys: set[tuple[str, str]] = set()  # (tenant, idempotency key) not flushed
         matching: dict[tuple[str, str], list[_Target]] = {}  # (tenant, type) -> its targets
 
         def flush() -> None:
-            _insert_rows(conn, _INSERT_EVENT, event_rows)
-            _insert_rows(conn, Q["insert_delivery"], _delivery_rows(fanned))
-            event_rows.clear()
+            _insert_values(conn, _INSERT_EVENT, event_values, _EVENT_COLUMNS)
+            _insert_values(conn, Q["insert_delivery"], _delivery_values(fanned), _DELIVERY_COLUMNS)
+            event_values.clear()
             fanned.clear()
             unflushed_keys.clear()
 
@@ -676,17 +676,15 @@ class SqliteStore:
                         results.append(PublishResult(codec.event_from_row(row), count, True))
                         continue
                     unflushed_keys.add((event.tenant_id, key))
-                event_rows.append(
-                    (
-                        event.id,
-                        event.tenant_id,
-                        event.type,
-                        event.payload,
-                        event.occurred_at,
-                        event.created_at,
-                        key,
-                        event.priority,
-                    )
+                event_values += (
+                    event.id,
+                    event.tenant_id,
+                    event.type,
+                    event.payload,
+                    event.occurred_at,
+                    event.created_at,
+                    key,
+                    event.priority,
                 )
                 targets = matching.get((event.tenant_id, event.type))
                 if targets is None:
@@ -1008,22 +1006,26 @@ def _health(results: Sequence[AttemptResult]) -> tuple[list[str], dict[str, floa
     return sorted(succeeded), failed
 
 
-#: `insert_event` with positional parameters (its columns' order) for `_insert_rows`.
+_EVENT_COLUMNS = 8
+_DELIVERY_COLUMNS = 10
+#: `insert_event` with positional parameters (its columns' order) for `_insert_values`.
 _INSERT_EVENT = (
     Q["insert_event"][: Q["insert_event"].rindex("VALUES")]
     + "VALUES ("
-    + (", ".join("?" * 8) + ")")
+    + (", ".join("?" * _EVENT_COLUMNS) + ")")
 )
 #: Rows per multi-row INSERT, largest first: any count is a sum of these, and only these few
-#: statements are ever prepared (the connection's statement cache keeps them).
-_INSERT_CHUNKS = (256, 64, 16, 4, 1)
+#: statements are ever prepared (the connection's statement cache keeps them). A full batch
+#: (1,000 events) is one statement per table; 1,000 rows of the widest insert (attempts, 12
+#: columns) stay well within SQLite's 32,766 parameters.
+_INSERT_CHUNKS = (1000, 256, 64, 16, 4, 1)
 
 
-def _delivery_rows(fanned: Sequence[tuple[Event, list[_Target]]]) -> list[tuple[Any, ...]]:
-    """The `insert_delivery` rows of events and their fan-out targets, in that order. The ids
-    of a run of events created at the same time (a batch) are drawn at once, sorted
-    (`ids.new_ids`), so the rows go in in id order."""
-    rows: list[tuple[Any, ...]] = []
+def _delivery_values(fanned: Sequence[tuple[Event, list[_Target]]]) -> list[Any]:
+    """The `insert_delivery` values (row after row) of events and their fan-out targets, in that
+    order. The ids of a run of events created at the same time (a batch) are drawn at once,
+    sorted (`ids.new_ids`), so the rows go in in id order."""
+    values: list[Any] = []
     at = 0
     while at < len(fanned):
         now = fanned[at][0].created_at
@@ -1034,22 +1036,20 @@ def _delivery_rows(fanned: Sequence[tuple[Event, list[_Target]]]) -> list[tuple[
         made = iter(ids.new_ids(ids.DELIVERY, count, now=now))
         for event, targets in fanned[at:end]:
             for endpoint_id, _, active, default_priority, in_order in targets:
-                rows.append(
-                    (
-                        next(made),
-                        event.tenant_id,
-                        event.id,
-                        endpoint_id,
-                        event.type,
-                        "queued" if in_order else "pending" if active else "parked",
-                        default_priority if event.priority is None else event.priority,
-                        now,
-                        now,
-                        now,
-                    )
+                values += (
+                    next(made),
+                    event.tenant_id,
+                    event.id,
+                    endpoint_id,
+                    event.type,
+                    "queued" if in_order else "pending" if active else "parked",
+                    default_priority if event.priority is None else event.priority,
+                    now,
+                    now,
+                    now,
                 )
         at = end
-    return rows
+    return values
 
 
 def _endpoints_version(conn: sqlite3.Connection) -> str | None:
@@ -1058,18 +1058,26 @@ def _endpoints_version(conn: sqlite3.Connection) -> str | None:
 
 
 def _insert_rows(conn: sqlite3.Connection, insert: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    """`insert` (an INSERT of one `VALUES (?, …)` row) for each of `rows`, as multi-row INSERTs.
+    """`insert` (an INSERT of one `VALUES (?, …)` row) for each of `rows` (`_insert_values`)."""
+    if rows:
+        _insert_values(conn, insert, [value for row in rows for value in row], len(rows[0]))
+
+
+def _insert_values(conn: sqlite3.Connection, insert: str, values: list[Any], columns: int) -> None:
+    """`insert` (an INSERT of one `VALUES (?, …)` row of `columns` values) for the rows of
+    `values` (row after row), as multi-row INSERTs.
 
     `executemany` steps the statement once per row, and the sqlite3 module lets go of the GIL
     around every step: on the writer thread each one is a wait for the event loop's thread to
     hand it back, which under load is most of the time the insert takes. One statement per chunk
     of rows steps once.
     """
+    rows = len(values) // columns
     at = 0
     for size in _INSERT_CHUNKS:
-        while len(rows) - at >= size:
-            chunk = rows[at : at + size]
-            conn.execute(_multi_row(insert, size), [value for row in chunk for value in row])
+        while rows - at >= size:
+            chunk = values if size == rows else values[at * columns : (at + size) * columns]
+            conn.execute(_multi_row(insert, size), chunk)
             at += size
 
 
