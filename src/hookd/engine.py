@@ -863,25 +863,25 @@ class Engine:
             return []
         declared = await self.store.event_types_by_name(tenant_id, {name for name, _ in items})
         problems: list[Problem] = []
+        allow_unknown = self.settings.allow_unknown_event_types
         for index, (name, payload) in enumerate(items):
-            where = prefix(index)
             event_type = declared.get(name)
             if event_type is None:
-                if not self.settings.allow_unknown_event_types:
+                if not allow_unknown:
                     problems.append(
                         Problem(
-                            where + "type",
+                            prefix(index) + "type",
                             f"unknown event type {name!r}: declare it first (POST /v1/event-types)",
                         )
                     )
                 continue
             if event_type.archived:
-                problems.append(Problem(where + "type", f"event type {name!r} is archived"))
+                problems.append(Problem(prefix(index) + "type", f"event type {name!r} is archived"))
                 continue
             if event_type.schema is not None:
                 validator = self._validator(event_type)
                 problems.extend(
-                    Problem(f"{where}payload{p.path}", p.message)
+                    Problem(f"{prefix(index)}payload{p.path}", p.message)
                     for p in schemas.violations(validator, payload)
                 )
         return problems
