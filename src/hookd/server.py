@@ -21,7 +21,6 @@ import os
 import signal
 import socket
 import sqlite3
-import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import FrameType
@@ -47,13 +46,6 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 #: (`bench/suite.py`, e2e-sqlite). Garbage in cycles waits a little longer (at most 50,000
 #: allocations for the youngest generation).
 GC_THRESHOLDS = (50_000, 50, 1000)
-#: Seconds a thread may hold the GIL while another waits for it (`sys.setswitchinterval`; Python's
-#: default is 0.005). The SQLite writer thread lets go of the GIL for every statement it runs and
-#: must then get it back from the event loop's thread: with the default, each handover could
-#: wait up to 5 ms while the loop parsed a request, several times per transaction. At 0.2 ms the
-#: batch publish route went from about 47,000 to 55,000 events/s (bench/suite.py publish,
-#: alternated runs), with no more CPU per delivery in e2e-sqlite (bench/ab.py).
-SWITCH_INTERVAL = 0.0002
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -116,7 +108,6 @@ async def _serve_api(
             )
             server = uvicorn.Server(config)
             tune_gc()
-            tune_threads()
             if not stop.requested:  # a signal during start-up: stop before serving
                 stop.server = server
                 await server.serve(sockets=[listener])
@@ -133,7 +124,6 @@ async def _serve_api(
 async def _serve_worker(settings: Settings, stop: _StopSignal, console: Console) -> None:
     async with _opened(Engine(settings, run_worker=True)):
         tune_gc()
-        tune_threads()
         console.print(
             Text.assemble(
                 ("hookd worker ", "bold"),
@@ -245,12 +235,6 @@ def tune_gc() -> None:
     (`GC_THRESHOLDS`)."""
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-
-
-def tune_threads() -> None:
-    """Once a serving process has started: threads waiting for the GIL get it sooner
-    (`SWITCH_INTERVAL`)."""
-    sys.setswitchinterval(SWITCH_INTERVAL)
 
 
 def log_config(level: str) -> dict[str, Any]:

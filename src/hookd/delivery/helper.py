@@ -69,7 +69,6 @@ async def _run(payload: HelperPayload, out: BinaryIO) -> None:
     engine = Engine(settings, store=default_store(settings, helper=True))
     await engine.open()
     server.tune_gc()
-    server.tune_threads()
     tasks: list[asyncio.Task[None]] = []
     try:
         reader = await _stdin_reader()
