@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import math
 import re
@@ -809,8 +808,10 @@ class Engine:
                     or (type(priority) is int and MIN_PRIORITY <= priority <= MAX_PRIORITY)
                 )
             ):
-                with contextlib.suppress(TypeError):  # not JSON: make_event says so
+                try:
                     body = dumps(payload)
+                except TypeError:  # not JSON: make_event says so
+                    body = None
             if body is not None and len(body) <= max_bytes:
                 event = Event(
                     made[index],

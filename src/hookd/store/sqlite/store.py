@@ -592,7 +592,7 @@ class SqliteStore:
             taken.extend(self._publishing)
             self._publishing.clear()
         groups = [(events, since) for events, since, _ in taken]
-        if len(groups) == 1:  # the writer's own savepoint isolates it
+        if len(groups) == 1:  # the writer isolates it (a savepoint, or a transaction of its own)
             return [(self._publish_groups(conn, groups)[0], None)]
         conn.execute("SAVEPOINT publish_all")
         try:
