@@ -17,6 +17,7 @@ import pytest
 from test_ids import decode
 
 from hookd.api import schemas
+from hookd.api.routes import events as events_route
 from hookd.api.routes.events import event_input, plain_batch
 from hookd.config import Settings
 from hookd.domain import errors, ids
@@ -124,6 +125,15 @@ def test_plain_bodies_take_the_shortcut(body: Any) -> None:
 )
 def test_anything_else_is_left_to_the_model(body: Any) -> None:
     assert plain_batch(body) is None
+
+
+def test_the_shortcut_knows_every_field_of_the_models() -> None:
+    # a field added to the batch models must be taught to plain_batch (or left to the model)
+    assert set(schemas.EventBatch.model_fields) == set(events_route._BATCH_FIELDS)
+    assert set(schemas.EventBatchItem.model_fields) == {
+        *events_route._PLAIN_ITEM_FIELDS,
+        "occurred_at",  # parsed by the model: a body with one is not plain
+    }
 
 
 # Engine._batch_events ------------------------------------------------------------------------
