@@ -234,3 +234,14 @@ def test_new_ids_spread_their_random_part_evenly() -> None:
             counts[ident[position]] = counts.get(ident[position], 0) + 1
         assert len(counts) == 32
         assert max(counts.values()) < 2 * min(counts.values())
+
+
+def test_new_ids_at_increase_along_each_run_of_one_time() -> None:
+    times = [5.0, 5.0, 5.0, 7.0, 7.0, 5.0, 5.0, 9.0]
+    made = ids.new_ids_at("dlv", times)
+    assert [decode(i) >> 80 for i in made] == [int(t * 1000) for t in times]
+    assert made[0:3] == sorted(made[0:3])
+    assert made[3:5] == sorted(made[3:5])
+    assert made[5:7] == sorted(made[5:7])
+    assert len(set(made)) == len(times)
+    assert ids.new_ids_at("dlv", []) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Sequence
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 #: Every pair of digits, so 10 bits become two characters in one lookup.
@@ -110,6 +111,21 @@ def new_ids(prefix: str, count: int, *, now: float | None = None) -> list[str]:
     randoms = [digits[at : at + 16] for at in range(0, 16 * count, 16)]
     randoms.sort()
     return [head + random for random in randoms]
+
+
+def new_ids_at(prefix: str, times: Sequence[float]) -> list[str]:
+    """One new id per time of `times`, in that order; the ids of a run of equal times are
+    drawn together (`new_ids`), so they increase along the run: rows made in order, such as a
+    batch's deliveries (which share their creation time), sort in that order."""
+    made: list[str] = []
+    at = 0
+    while at < len(times):
+        end = at + 1
+        while end < len(times) and times[end] == times[at]:
+            end += 1
+        made += new_ids(prefix, end - at, now=times[at])
+        at = end
+    return made
 
 
 def has_prefix(ident: str, prefix: str) -> bool:

@@ -1023,32 +1023,30 @@ _INSERT_CHUNKS = (1000, 256, 64, 16, 4, 1)
 
 def _delivery_values(fanned: Sequence[tuple[Event, list[_Target]]]) -> list[Any]:
     """The `insert_delivery` values (row after row) of events and their fan-out targets, in that
-    order. The ids of a run of events created at the same time (a batch) are drawn at once,
-    sorted (`ids.new_ids`), so the rows go in in id order."""
+    order. The ids of a batch's deliveries (which share their creation time) increase in that
+    order (`ids.new_ids_at`): the rows go in at the end of each index on their id, and a FIFO
+    endpoint, which takes them by (creation time, id), gets them in the batch's order."""
+    made = iter(
+        ids.new_ids_at(
+            ids.DELIVERY, [event.created_at for event, targets in fanned for _ in targets]
+        )
+    )
     values: list[Any] = []
-    at = 0
-    while at < len(fanned):
-        now = fanned[at][0].created_at
-        end, count = at, 0
-        while end < len(fanned) and fanned[end][0].created_at == now:
-            count += len(fanned[end][1])
-            end += 1
-        made = iter(ids.new_ids(ids.DELIVERY, count, now=now))
-        for event, targets in fanned[at:end]:
-            for endpoint_id, _, active, default_priority, in_order in targets:
-                values += (
-                    next(made),
-                    event.tenant_id,
-                    event.id,
-                    endpoint_id,
-                    event.type,
-                    "queued" if in_order else "pending" if active else "parked",
-                    default_priority if event.priority is None else event.priority,
-                    now,
-                    now,
-                    now,
-                )
-        at = end
+    for event, targets in fanned:
+        now = event.created_at
+        for endpoint_id, _, active, default_priority, in_order in targets:
+            values += (
+                next(made),
+                event.tenant_id,
+                event.id,
+                endpoint_id,
+                event.type,
+                "queued" if in_order else "pending" if active else "parked",
+                default_priority if event.priority is None else event.priority,
+                now,
+                now,
+                now,
+            )
     return values
 
 
