@@ -776,38 +776,12 @@ class Engine:
             raise errors.ValidationError(
                 "invalid batch", [Problem("events", f"must hold 1..{MAX_BATCH} events")]
             )
-        problems: list[Problem] = []
-        events: list[Event] = []
-        typed: list[tuple[int, str, Mapping[str, Any]]] = []
-        now = time.time()  # one creation time for the batch: it is stored in one transaction
-        for index, item in enumerate(items):
-            where = f"events[{index}]."
-            try:
-                event = self.make_event(
-                    tenant_id,
-                    item.type,
-                    item.payload,
-                    idempotency_key=item.idempotency_key,
-                    occurred_at=item.occurred_at,
-                    priority=item.priority,
-                    now=now,
-                )
-            except errors.ValidationError as exc:
-                problems.extend(
-                    dataclasses.replace(p, path=where + p.path)
-                    for p in exc.problems or [Problem("", exc.message)]
-                )
-                continue
-            except errors.PayloadTooLarge as exc:
-                problems.append(Problem(where + "payload", str(exc)))
-                continue
-            events.append(event)
-            typed.append((index, item.type, item.payload))
+        events, typed, problems = self._batch_events(tenant_id, items, now=time.time())
         problems.extend(
             await self._type_problems(
                 tenant_id,
-                [(name, payload) for _, name, payload in typed],
-                lambda i: f"events[{typed[i][0]}].",
+                [(items[i].type, items[i].payload) for i in typed],
+                lambda i: f"events[{typed[i]}].",
             )
         )
         if problems:
@@ -824,6 +798,87 @@ class Engine:
             self.notify()
         return results
 
+    def _batch_events(
+        self, tenant_id: str, items: Sequence[EventInput], *, now: float
+    ) -> tuple[list[Event], list[int], list[Problem]]:
+        """`make_event` for each item of a batch (the tenant already checked), at one creation
+        time `now`: the events of the valid items, their indexes, and every problem of the
+        others (paths `events[i].…`).
+
+        An item that passes the checks as it is met (a type name already found valid in this
+        batch, a JSON object payload within the size limit, the other fields in range) becomes
+        its record here, its id one of a sorted run of the batch's ids (`ids.new_ids`); any
+        other goes through `make_event` itself, which names its problems."""
+        max_bytes = self.settings.max_payload_bytes
+        dumps = orjson.dumps
+        names: dict[str, bool] = {}  # type name -> valid
+        events: list[Event] = []
+        typed: list[int] = []
+        problems: list[Problem] = []
+        made = ids.new_ids(ids.EVENT, len(items), now=now)
+        for index, item in enumerate(items):
+            name, payload, key, occurred_at, priority = (
+                item.type,
+                item.payload,
+                item.idempotency_key,
+                item.occurred_at,
+                item.priority,
+            )
+            valid = names.get(name) if isinstance(name, str) else False
+            if valid is None:
+                valid = names[name] = _valid_event_type(name)
+            body = None
+            if (
+                valid
+                and isinstance(payload, dict)
+                and (key is None or (isinstance(key, str) and 0 < len(key) <= MAX_IDEMPOTENCY_KEY))
+                and (occurred_at is None or 0 <= occurred_at < MAX_TIMESTAMP)
+                and (
+                    priority is None
+                    or (type(priority) is int and MIN_PRIORITY <= priority <= MAX_PRIORITY)
+                )
+            ):
+                try:
+                    body = dumps(payload)
+                except TypeError:  # not JSON: make_event says so
+                    body = None
+            if body is not None and len(body) <= max_bytes:
+                event = Event(
+                    made[index],
+                    tenant_id,
+                    name,
+                    body,
+                    now if occurred_at is None else occurred_at,
+                    now,
+                    key,
+                    priority,
+                )
+            else:  # a problem somewhere, or a payload to look at closer: make_event says
+                where = f"events[{index}]."
+                try:
+                    event = self.make_event(
+                        tenant_id,
+                        name,
+                        payload,
+                        idempotency_key=key,
+                        occurred_at=occurred_at,
+                        priority=priority,
+                        now=now,
+                    )
+                except errors.ValidationError as exc:
+                    problems.extend(
+                        dataclasses.replace(p, path=where + p.path)
+                        for p in exc.problems or [Problem("", exc.message)]
+                    )
+                    continue
+                except errors.PayloadTooLarge as exc:
+                    problems.append(Problem(where + "payload", str(exc)))
+                    continue
+                event = dataclasses.replace(event, id=made[index])
+            events.append(event)
+            typed.append(index)
+        return events, typed, problems
+
     def _idempotent_since(self) -> float:
         return time.time() - self.settings.idempotency_ttl
 
@@ -839,25 +894,25 @@ class Engine:
             return []
         declared = await self.store.event_types_by_name(tenant_id, {name for name, _ in items})
         problems: list[Problem] = []
+        allow_unknown = self.settings.allow_unknown_event_types
         for index, (name, payload) in enumerate(items):
-            where = prefix(index)
             event_type = declared.get(name)
             if event_type is None:
-                if not self.settings.allow_unknown_event_types:
+                if not allow_unknown:
                     problems.append(
                         Problem(
-                            where + "type",
+                            prefix(index) + "type",
                             f"unknown event type {name!r}: declare it first (POST /v1/event-types)",
                         )
                     )
                 continue
             if event_type.archived:
-                problems.append(Problem(where + "type", f"event type {name!r} is archived"))
+                problems.append(Problem(prefix(index) + "type", f"event type {name!r} is archived"))
                 continue
             if event_type.schema is not None:
                 validator = self._validator(event_type)
                 problems.extend(
-                    Problem(f"{where}payload{p.path}", p.message)
+                    Problem(f"{prefix(index)}payload{p.path}", p.message)
                     for p in schemas.violations(validator, payload)
                 )
         return problems
@@ -1084,6 +1139,14 @@ def default_store(settings: Settings, *, shared: bool = False, helper: bool = Fa
         exclusive=not helper,
         shared=shared or helper,
     )
+
+
+def _valid_event_type(name: str) -> bool:
+    try:
+        patterns.validate_event_type(name)
+    except errors.ValidationError:
+        return False
+    return True
 
 
 def _limit(limit: int) -> int:

@@ -112,6 +112,27 @@ async def test_a_failing_write_does_not_undo_the_others_in_its_batch(tmp_path: P
     await store.close()
 
 
+async def test_a_failing_write_alone_in_its_transaction_leaves_nothing(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "alone.db", crypto.SecretBox(crypto.generate_key()))
+    await store.open()
+    endpoint = make_endpoint()
+    await store.create_endpoint(endpoint)
+
+    def half_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO meta (key, value) VALUES ('half', 'done')")
+        conn.execute("INSERT INTO meta (key, value) VALUES ('half', 'again')")  # a duplicate key
+
+    with pytest.raises(errors.StoreError):
+        await store._write(half_then_fail)  # the only job of its transaction
+    await store.create_endpoint(make_endpoint())  # the writer goes on
+    assert len((await store.list_endpoints(None, limit=10)).items) == 2
+    found = await store._read(
+        lambda c: c.execute("SELECT count(*) FROM meta WHERE key = 'half'").fetchone()
+    )
+    assert found[0] == 0
+    await store.close()
+
+
 def test_the_claim_walks_the_due_index(tmp_path: Path) -> None:
     """The claim's plan must use the partial index, not a scan and a sort (cost flat in backlog)."""
     from hookd.store.sqlite.store import Q

@@ -820,6 +820,28 @@ async def test_a_fifo_endpoint_has_one_delivery_out_at_a_time(store: Store) -> N
     assert last.event_id == third.id
 
 
+async def test_a_fifo_endpoint_gets_a_batch_in_its_order(store: Store) -> None:
+    """A batch's events share their creation time (Engine.publish_batch): the FIFO order among
+    them must still be the batch's."""
+    fifo = fifo_endpoint()
+    await store.create_endpoint(fifo)
+    now = time.time()
+    batch = [
+        dataclasses.replace(make_event(), id=event_id, created_at=now, occurred_at=now)
+        for event_id in ids.new_ids(ids.EVENT, 30, now=now)
+    ]
+    await store.publish(batch)
+    sent: list[str] = []
+    at = now + 1
+    for _ in batch:
+        (head,) = await store.claim(worker_id="w", limit=10, now=at, lease_seconds=30)
+        sent.append(head.event_id)
+        done = result_for(head.id, fifo.id, DeliveryStatus.DELIVERED)
+        await store.record(worker_id="w", results=[done], now=at)
+        at += 0.001
+    assert sent == [e.id for e in batch]
+
+
 async def test_a_paused_fifo_endpoint_keeps_its_order(store: Store) -> None:
     fifo = fifo_endpoint(status=EndpointStatus.PAUSED)
     await store.create_endpoint(fifo)

@@ -253,6 +253,7 @@ class MemoryStore:
     ) -> list[PublishResult]:
         results = []
         fifo: set[str] = set()  # FIFO endpoints that got deliveries (queued)
+        made: list[Delivery] = []  # ids drawn at the end, in this order (ids.new_ids_at)
         for event in events:
             if event.idempotency_key is not None:
                 first = max(
@@ -267,7 +268,9 @@ class MemoryStore:
                     default=None,
                 )
                 if first is not None:
-                    count = sum(1 for d in self.deliveries.values() if d.event_id == first.id)
+                    count = sum(
+                        1 for d in (*self.deliveries.values(), *made) if d.event_id == first.id
+                    )
                     results.append(PublishResult(first, count, True))
                     continue
             self.events[event.id] = event
@@ -282,7 +285,7 @@ class MemoryStore:
                 if in_order:
                     fifo.add(endpoint.id)
                 delivery = Delivery(
-                    id=ids.new_id(ids.DELIVERY, now=event.created_at),
+                    id="",
                     tenant_id=event.tenant_id,
                     event_id=event.id,
                     endpoint_id=endpoint.id,
@@ -303,9 +306,12 @@ class MemoryStore:
                     created_at=event.created_at,
                     updated_at=event.created_at,
                 )
-                self.deliveries[delivery.id] = delivery
+                made.append(delivery)
                 count += 1
             results.append(PublishResult(event, count))
+        made_ids = ids.new_ids_at(ids.DELIVERY, [d.created_at for d in made])
+        for delivery, delivery_id in zip(made, made_ids, strict=True):
+            self.deliveries[delivery_id] = dataclasses.replace(delivery, id=delivery_id)
         self._promote_fifo_heads(fifo, max((e.created_at for e in events), default=0.0))
         return results
 

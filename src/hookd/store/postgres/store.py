@@ -724,7 +724,7 @@ class PostgresStore:
                 for column, value in zip(
                     columns,
                     (
-                        ids.new_id(ids.DELIVERY, now=event.created_at),
+                        "",  # the id: drawn below, for all the rows at once
                         event.tenant_id,
                         event.id,
                         endpoint_id,
@@ -738,6 +738,9 @@ class PostgresStore:
                     column.append(value)
             results[i] = PublishResult(event, count)
         if columns[0]:
+            # a batch's deliveries share their creation time: ids in row order (ids.new_ids_at),
+            # so that a FIFO endpoint, which takes them by (created_at, id), keeps the batch's
+            columns[0][:] = ids.new_ids_at(ids.DELIVERY, columns[7])
             await conn.execute(Q["insert_deliveries"].sql, *columns)
         if fifo:  # a FIFO endpoint without a head: its oldest queued delivery is next
             await self._promote_fifo_heads(conn, fifo, time.time())

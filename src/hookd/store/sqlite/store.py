@@ -632,7 +632,7 @@ class SqliteStore:
             taken.extend(self._publishing)
             self._publishing.clear()
         groups = [(events, since) for events, since, _ in taken]
-        if len(groups) == 1:  # the writer's own savepoint isolates it
+        if len(groups) == 1:  # the writer isolates it (a savepoint, or a transaction of its own)
             return [(self._publish_groups(conn, groups)[0], None)]
         conn.execute("SAVEPOINT publish_all")
         try:
@@ -685,16 +685,16 @@ class SqliteStore:
         """
         grouped: list[list[PublishResult]] = []
         fifo: set[str] = set()  # FIFO endpoints that got deliveries (queued)
-        event_rows: list[tuple[Any, ...]] = []
-        delivery_rows: list[tuple[Any, ...]] = []
-        unflushed_keys: set[tuple[str, str]] = set()  # (tenant, idempotency key) in event_rows
+        event_values: list[Any] = []  # `_INSERT_EVENT`'s values, row after row
+        fanned: list[tuple[Event, list[_Target]]] = []  # events with deliveries, their targets
+        unflushed_keys: set[tuple[str, str]] = set()  # (tenant, idempotency key) not flushed
         matching: dict[tuple[str, str], list[_Target]] = {}  # (tenant, type) -> its targets
 
         def flush() -> None:
-            _insert_rows(conn, _INSERT_EVENT, event_rows)
-            _insert_rows(conn, Q["insert_delivery"], delivery_rows)
-            event_rows.clear()
-            delivery_rows.clear()
+            _insert_values(conn, _INSERT_EVENT, event_values, _EVENT_COLUMNS)
+            _insert_values(conn, Q["insert_delivery"], _delivery_values(fanned), _DELIVERY_COLUMNS)
+            event_values.clear()
+            fanned.clear()
             unflushed_keys.clear()
 
         for events, idempotent_since in groups:
@@ -716,17 +716,15 @@ class SqliteStore:
                         results.append(PublishResult(codec.event_from_row(row), count, True))
                         continue
                     unflushed_keys.add((event.tenant_id, key))
-                event_rows.append(
-                    (
-                        event.id,
-                        event.tenant_id,
-                        event.type,
-                        event.payload,
-                        event.occurred_at,
-                        event.created_at,
-                        key,
-                        event.priority,
-                    )
+                event_values += (
+                    event.id,
+                    event.tenant_id,
+                    event.type,
+                    event.payload,
+                    event.occurred_at,
+                    event.created_at,
+                    key,
+                    event.priority,
                 )
                 targets = matching.get((event.tenant_id, event.type))
                 if targets is None:
@@ -735,24 +733,9 @@ class SqliteStore:
                         for target in self._fanout_targets(conn, event.tenant_id)
                         if target[1].matches(event.type) and target[0] != exclude
                     ]
-                now = event.created_at
-                for endpoint_id, _, active, default_priority, in_order in targets:
-                    if in_order:
-                        fifo.add(endpoint_id)
-                    delivery_rows.append(
-                        (
-                            ids.new_id(ids.DELIVERY, now=now),
-                            event.tenant_id,
-                            event.id,
-                            endpoint_id,
-                            event.type,
-                            "queued" if in_order else "pending" if active else "parked",
-                            default_priority if event.priority is None else event.priority,
-                            now,
-                            now,
-                            now,
-                        )
-                    )
+                    fifo.update(target[0] for target in targets if target[4])
+                if targets:
+                    fanned.append((event, targets))
                 results.append(PublishResult(event, len(targets)))
         flush()
         if fifo:  # a FIFO endpoint without a head: its oldest queued delivery is next
@@ -1069,15 +1052,48 @@ def _health(results: Sequence[AttemptResult]) -> tuple[list[str], dict[str, floa
     return sorted(succeeded), failed
 
 
-#: `insert_event` with positional parameters (its columns' order) for `_insert_rows`.
+_EVENT_COLUMNS = 8
+_DELIVERY_COLUMNS = 10
+#: `insert_event` with positional parameters (its columns' order) for `_insert_values`.
 _INSERT_EVENT = (
     Q["insert_event"][: Q["insert_event"].rindex("VALUES")]
     + "VALUES ("
-    + (", ".join("?" * 8) + ")")
+    + (", ".join("?" * _EVENT_COLUMNS) + ")")
 )
 #: Rows per multi-row INSERT, largest first: any count is a sum of these, and only these few
-#: statements are ever prepared (the connection's statement cache keeps them).
-_INSERT_CHUNKS = (256, 64, 16, 4, 1)
+#: statements are ever prepared (the connection's statement cache keeps them). A full batch
+#: (1,000 events) is one statement per table; 1,000 rows of the widest insert (attempts, 12
+#: columns) stay well within SQLite's 32,766 parameters.
+_INSERT_CHUNKS = (1000, 256, 64, 16, 4, 1)
+
+
+def _delivery_values(fanned: Sequence[tuple[Event, list[_Target]]]) -> list[Any]:
+    """The `insert_delivery` values (row after row) of events and their fan-out targets, in that
+    order. The ids of a batch's deliveries (which share their creation time) increase in that
+    order (`ids.new_ids_at`): the rows go in at the end of each index on their id, and a FIFO
+    endpoint, which takes them by (creation time, id), gets them in the batch's order."""
+    made = iter(
+        ids.new_ids_at(
+            ids.DELIVERY, [event.created_at for event, targets in fanned for _ in targets]
+        )
+    )
+    values: list[Any] = []
+    for event, targets in fanned:
+        now = event.created_at
+        for endpoint_id, _, active, default_priority, in_order in targets:
+            values += (
+                next(made),
+                event.tenant_id,
+                event.id,
+                endpoint_id,
+                event.type,
+                "queued" if in_order else "pending" if active else "parked",
+                default_priority if event.priority is None else event.priority,
+                now,
+                now,
+                now,
+            )
+    return values
 
 
 def types_stamp_path(db_path: Path) -> Path:
@@ -1115,18 +1131,26 @@ def _endpoints_version(conn: sqlite3.Connection) -> str | None:
 
 
 def _insert_rows(conn: sqlite3.Connection, insert: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    """`insert` (an INSERT of one `VALUES (?, …)` row) for each of `rows`, as multi-row INSERTs.
+    """`insert` (an INSERT of one `VALUES (?, …)` row) for each of `rows` (`_insert_values`)."""
+    if rows:
+        _insert_values(conn, insert, [value for row in rows for value in row], len(rows[0]))
+
+
+def _insert_values(conn: sqlite3.Connection, insert: str, values: list[Any], columns: int) -> None:
+    """`insert` (an INSERT of one `VALUES (?, …)` row of `columns` values) for the rows of
+    `values` (row after row), as multi-row INSERTs.
 
     `executemany` steps the statement once per row, and the sqlite3 module lets go of the GIL
     around every step: on the writer thread each one is a wait for the event loop's thread to
     hand it back, which under load is most of the time the insert takes. One statement per chunk
     of rows steps once.
     """
+    rows = len(values) // columns
     at = 0
     for size in _INSERT_CHUNKS:
-        while len(rows) - at >= size:
-            chunk = rows[at : at + size]
-            conn.execute(_multi_row(insert, size), [value for row in chunk for value in row])
+        while rows - at >= size:
+            chunk = values if size == rows else values[at * columns : (at + size) * columns]
+            conn.execute(_multi_row(insert, size), chunk)
             at += size
 
 

@@ -1,9 +1,10 @@
 """One writer thread per database, with group commit.
 
 Every write is a function of a connection, submitted from the event loop. The writer thread takes
-all the functions waiting at that moment, runs each inside its own savepoint of one transaction,
-commits once, and then resolves every caller's future. Many concurrent publishes thus share one
-fsync, and one failing function rolls back only itself.
+all the functions waiting at that moment, runs each inside its own savepoint of one transaction
+(a function alone needs none: the transaction is its own), commits once, and then resolves every
+caller's future. Many concurrent publishes thus share one fsync, and one failing function rolls
+back only itself.
 
 A job is durable (the default: the commit is synced to disk before its caller hears of it) or
 not (the worker's bookkeeping). A batch of non-durable jobs only commits without a sync
@@ -39,6 +40,20 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+def _run_alone(
+    conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]
+) -> tuple[Any, BaseException | None]:
+    """A job alone in its transaction needs no savepoint of its own (two statements fewer, each
+    a handover of the GIL): it commits, or on a failure it rolls the transaction back."""
+    try:
+        result = fn(conn)
+    except Exception as exc:
+        conn.rollback()
+        return None, exc
+    conn.execute("COMMIT")
+    return result, None
 
 
 class Writer:
@@ -138,18 +153,21 @@ class Writer:
             conn.execute("BEGIN IMMEDIATE")
             if self._on_begin is not None:
                 self._on_begin(conn)
-            for fn, _, _, _ in batch:
-                conn.execute("SAVEPOINT job")
-                try:
-                    result = fn(conn)
-                except Exception as exc:
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    outcomes.append((None, exc))
-                else:
-                    conn.execute("RELEASE job")
-                    outcomes.append((result, None))
-            conn.execute("COMMIT")
+            if len(batch) == 1:  # alone in its transaction: a failure rolls that back
+                outcomes.append(_run_alone(conn, batch[0][0]))
+            else:
+                for fn, _, _, _ in batch:
+                    conn.execute("SAVEPOINT job")
+                    try:
+                        result = fn(conn)
+                    except Exception as exc:
+                        conn.execute("ROLLBACK TO job")
+                        conn.execute("RELEASE job")
+                        outcomes.append((None, exc))
+                    else:
+                        conn.execute("RELEASE job")
+                        outcomes.append((result, None))
+                conn.execute("COMMIT")
         except sqlite3.Error as exc:
             log.error("sqlite transaction failed: %s", exc)
             if conn.in_transaction:
