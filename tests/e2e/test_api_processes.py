@@ -19,8 +19,6 @@ import itertools
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +27,6 @@ import aiohttp
 import asyncpg
 import pytest
 
-from hookd import crypto
 from support import postgres
 from support.processes import (
     API_MODULE,
@@ -358,22 +355,7 @@ async def test_postgres_api_with_two_processes(
     tmp_path: Path, postgres_schema: postgres.Schema
 ) -> None:
     events = 300
-    env = {
-        **os.environ,
-        "HOOKD_DATABASE_URL": postgres_schema.url,
-        "HOOKD_DATABASE_SCHEMA": postgres_schema.name,
-        "HOOKD_SECRET_KEY": crypto.generate_key(),
-        "HOOKD_API_KEY": ADMIN_KEY,
-        "HOOKD_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8",
-        "HOOKD_WORKER_POLL_INTERVAL": "0.1",
-        "HOOKD_RATE_LIMIT_PER_KEY": "off",
-        "HOOKD_RATE_LIMIT_PER_IP": "off",
-        "HOOKD_DATABASE_POOL_SIZE": "4",
-    }
-    migrate = subprocess.run(
-        [sys.executable, "-m", "hookd", "migrate"], env=env, capture_output=True, timeout=60
-    )
-    assert migrate.returncode == 0, migrate.stderr.decode() + migrate.stdout.decode()
+    env = postgres.migrated_env(postgres_schema, ADMIN_KEY, HOOKD_WORKER_POLL_INTERVAL="0.1")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     api = Hookd(tmp_path, "api", env, "api", "--port", str(port), "--api-processes", "2")

@@ -5,7 +5,6 @@ the receiver sees 50 requests a second, within 10%."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,6 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from hookd import crypto
 from support import postgres
 from support.receiver import Receiver
 from support.server import ADMIN_KEY, free_port
@@ -62,22 +60,7 @@ async def test_rate_limit_holds_across_three_worker_processes(
     tmp_path: Path, postgres_schema: postgres.Schema
 ) -> None:
     port = free_port()
-    env = {
-        **os.environ,
-        "HOOKD_DATABASE_URL": postgres_schema.url,
-        "HOOKD_DATABASE_SCHEMA": postgres_schema.name,
-        "HOOKD_SECRET_KEY": crypto.generate_key(),
-        "HOOKD_API_KEY": ADMIN_KEY,
-        "HOOKD_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8",
-        "HOOKD_WORKER_POLL_INTERVAL": "0.2",
-        "HOOKD_RATE_LIMIT_PER_KEY": "off",
-        "HOOKD_RATE_LIMIT_PER_IP": "off",
-        "HOOKD_DATABASE_POOL_SIZE": "4",
-    }
-    migrate = subprocess.run(
-        [sys.executable, "-m", "hookd", "migrate"], env=env, capture_output=True, timeout=60
-    )
-    assert migrate.returncode == 0, migrate.stderr.decode() + migrate.stdout.decode()
+    env = postgres.migrated_env(postgres_schema, ADMIN_KEY)
     procs: list[subprocess.Popen[bytes]] = []
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     api = f"http://127.0.0.1:{port}"

@@ -7,16 +7,12 @@ even though some of them fail and are retried, while both workers claim from the
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
 from test_multiprocess import HookdProcess, wait_until
 
-from hookd import crypto
 from support import postgres
 from support.receiver import Received, Receiver, Reply
 from support.server import ADMIN_KEY
@@ -29,22 +25,7 @@ EVENTS = 120
 async def test_fifo_order_holds_with_two_worker_processes(
     tmp_path: Path, postgres_schema: postgres.Schema
 ) -> None:
-    env = {
-        **os.environ,
-        "HOOKD_DATABASE_URL": postgres_schema.url,
-        "HOOKD_DATABASE_SCHEMA": postgres_schema.name,
-        "HOOKD_SECRET_KEY": crypto.generate_key(),
-        "HOOKD_API_KEY": ADMIN_KEY,
-        "HOOKD_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8",
-        "HOOKD_WORKER_POLL_INTERVAL": "0.2",
-        "HOOKD_RATE_LIMIT_PER_KEY": "off",
-        "HOOKD_RATE_LIMIT_PER_IP": "off",
-        "HOOKD_DATABASE_POOL_SIZE": "4",
-    }
-    migrate = subprocess.run(
-        [sys.executable, "-m", "hookd", "migrate"], env=env, capture_output=True, timeout=60
-    )
-    assert migrate.returncode == 0, migrate.stderr.decode() + migrate.stdout.decode()
+    env = postgres.migrated_env(postgres_schema, ADMIN_KEY)
     in_flight = 0
     most_in_flight = 0
 

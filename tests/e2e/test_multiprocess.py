@@ -9,7 +9,6 @@ deliveries sent twice are ones the killed worker held a lease on, each time with
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -21,7 +20,6 @@ import aiohttp
 import asyncpg
 import pytest
 
-from hookd import crypto
 from hookd.policy import signing
 from support import postgres
 from support.receiver import Receiver, Reply
@@ -132,26 +130,14 @@ async def wait_until(predicate: object, timeout: float, what: str) -> None:
 async def test_two_apis_and_three_workers_on_one_database(
     tmp_path: Path, postgres_schema: postgres.Schema
 ) -> None:
-    env = {
-        **os.environ,
-        "HOOKD_DATABASE_URL": postgres_schema.url,
-        "HOOKD_DATABASE_SCHEMA": postgres_schema.name,
-        "HOOKD_SECRET_KEY": crypto.generate_key(),  # one key for every process
-        "HOOKD_API_KEY": ADMIN_KEY,
-        "HOOKD_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8",
-        "HOOKD_WORKER_POLL_INTERVAL": "0.2",
-        "HOOKD_WORKER_CONCURRENCY": "64",
-        "HOOKD_DEFAULT_TIMEOUT": "3",
-        "HOOKD_MAX_TIMEOUT": "3",
-        "HOOKD_LEASE_SECONDS": str(LEASE_SECONDS),
-        "HOOKD_RATE_LIMIT_PER_KEY": "off",
-        "HOOKD_RATE_LIMIT_PER_IP": "off",
-        "HOOKD_DATABASE_POOL_SIZE": "4",
-    }
-    migrate = subprocess.run(
-        [sys.executable, "-m", "hookd", "migrate"], env=env, capture_output=True, timeout=60
+    env = postgres.migrated_env(
+        postgres_schema,
+        ADMIN_KEY,
+        HOOKD_WORKER_CONCURRENCY="64",
+        HOOKD_DEFAULT_TIMEOUT="3",
+        HOOKD_MAX_TIMEOUT="3",
+        HOOKD_LEASE_SECONDS=str(LEASE_SECONDS),
     )
-    assert migrate.returncode == 0, migrate.stderr.decode() + migrate.stdout.decode()
     apis = [HookdProcess("api", tmp_path, f"api{i}", env) for i in range(2)]
     workers = [HookdProcess("worker", tmp_path, f"worker{i}", env) for i in range(3)]
     processes = apis + workers

@@ -16,8 +16,6 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -26,7 +24,6 @@ import aiohttp
 import asyncpg
 import pytest
 
-from hookd import crypto
 from hookd.policy import signing
 from support import postgres
 from support.processes import (
@@ -403,24 +400,13 @@ async def test_postgres_worker_with_two_processes_delivers_once(
     tmp_path: Path, postgres_schema: postgres.Schema
 ) -> None:
     events = 2000
-    env = {
-        **os.environ,
-        "HOOKD_DATABASE_URL": postgres_schema.url,
-        "HOOKD_DATABASE_SCHEMA": postgres_schema.name,
-        "HOOKD_SECRET_KEY": crypto.generate_key(),
-        "HOOKD_API_KEY": ADMIN_KEY,
-        "HOOKD_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8",
-        "HOOKD_WORKER_POLL_INTERVAL": "0.1",
-        "HOOKD_ENDPOINT_MAX_IN_FLIGHT": "8",
-        "HOOKD_WORKER_BATCH_SIZE": "16",
-        "HOOKD_RATE_LIMIT_PER_KEY": "off",
-        "HOOKD_RATE_LIMIT_PER_IP": "off",
-        "HOOKD_DATABASE_POOL_SIZE": "4",
-    }
-    migrate = subprocess.run(
-        [sys.executable, "-m", "hookd", "migrate"], env=env, capture_output=True, timeout=60
+    env = postgres.migrated_env(
+        postgres_schema,
+        ADMIN_KEY,
+        HOOKD_WORKER_POLL_INTERVAL="0.1",
+        HOOKD_ENDPOINT_MAX_IN_FLIGHT="8",
+        HOOKD_WORKER_BATCH_SIZE="16",
     )
-    assert migrate.returncode == 0, migrate.stderr.decode() + migrate.stdout.decode()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     api = Hookd(tmp_path, "api", env, "api", "--port", str(port))

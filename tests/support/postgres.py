@@ -12,6 +12,8 @@ import functools
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -107,3 +109,29 @@ def fresh_schema(prefix: str = "hookd_test") -> Iterator[Schema]:
         yield schema
     finally:
         drop_schema(schema.name)
+
+
+def migrated_env(schema: Schema, api_key: str, **settings: str) -> dict[str, str]:
+    """The environment of hookd processes sharing `schema`, which this migrates: the caller's,
+    one new encryption key for them all, `api_key` as the admin key, loopback receivers allowed,
+    quick polls, no API rate limits, small pools; `settings` (HOOKD_* names) on top."""
+    from hookd import crypto
+
+    env = {
+        **os.environ,
+        "HOOKD_DATABASE_URL": schema.url,
+        "HOOKD_DATABASE_SCHEMA": schema.name,
+        "HOOKD_SECRET_KEY": crypto.generate_key(),
+        "HOOKD_API_KEY": api_key,
+        "HOOKD_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8",
+        "HOOKD_WORKER_POLL_INTERVAL": "0.2",
+        "HOOKD_RATE_LIMIT_PER_KEY": "off",
+        "HOOKD_RATE_LIMIT_PER_IP": "off",
+        "HOOKD_DATABASE_POOL_SIZE": "4",
+        **settings,
+    }
+    migrate = subprocess.run(
+        [sys.executable, "-m", "hookd", "migrate"], env=env, capture_output=True, timeout=60
+    )
+    assert migrate.returncode == 0, migrate.stderr.decode() + migrate.stdout.decode()
+    return env
