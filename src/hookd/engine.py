@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import Any, Final, Protocol
 
 import orjson
-from jsonschema import Draft202012Validator
+from jsonschema.protocols import Validator
 
 from hookd import crypto, metrics, stats
 from hookd.config import Settings
@@ -213,7 +213,7 @@ class Engine:
         self.api_peers: ApiPeers | None = None
         self.started_at = time.time()
         # compiled payload schemas by (tenant, type name, updated_at): an edit is a new key
-        self._validators: collections.OrderedDict[tuple[str, str, float], Draft202012Validator] = (
+        self._validators: collections.OrderedDict[tuple[str, str, float], Validator] = (
             collections.OrderedDict()
         )
 
@@ -917,7 +917,7 @@ class Engine:
                 )
         return problems
 
-    def _validator(self, event_type: EventType) -> Draft202012Validator:
+    def _validator(self, event_type: EventType) -> Validator:
         """The compiled schema of an event type, cached by (tenant, name, updated_at)."""
         assert event_type.schema is not None
         key = (event_type.tenant_id, event_type.name, event_type.updated_at)

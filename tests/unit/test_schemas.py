@@ -149,6 +149,91 @@ def test_an_unresolvable_reference_at_validation_is_a_problem_not_a_crash() -> N
     assert "unresolvable" in problem.message
 
 
+# patterns: RE2, never a backtracking engine ------------------------------------------------------
+#: A pattern a backtracking engine takes exponential time on (`^(a+)+$`, for `aaaa…b`).
+EVIL = "^(a+)+$"
+EVIL_TEXT = "a" * 40 + "b"
+
+
+def test_pattern_keywords_match_as_json_schema_says() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"code": {"type": "string", "pattern": "[0-9]{3}"}},
+        "patternProperties": {"^x-": {"type": "integer"}},
+    }
+    assert schemas.check_schema(schema) == []
+    validator = schemas.compile_schema(schema)
+    # a pattern is unanchored; patternProperties apply to the keys they match only
+    assert schemas.violations(validator, {"code": "ab123cd", "x-a": 1, "y": "s"}) == []
+    assert schemas.violations(validator, {"code": "ab12", "x-a": "one"}) == [
+        Problem("/code", "'ab12' does not match '[0-9]{3}'"),
+        Problem("/x-a", "'one' is not of type 'integer'"),
+    ]
+    assert schemas.violations(validator, {"code": 7}) == [
+        Problem("/code", "7 is not of type 'string'")  # pattern applies to strings only
+    ]
+
+
+def _check_in_a_process(schema: dict[str, Any], payload: object) -> list[Problem]:
+    """Validate in a child process, killed after 20 s: a backtracking engine on EVIL_TEXT would
+    run for days, and a test must be able to fail without hanging the suite."""
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys\n"
+        "from hookd.policy import schemas\n"
+        "schema, payload = json.loads(sys.stdin.read())\n"
+        "v = schemas.compile_schema(schema)\n"
+        "print(json.dumps([[p.path, p.message] for p in schemas.violations(v, payload)]))\n"
+    )
+    import json
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            input=json.dumps([schema, payload]),
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("validating the payload did not finish in 20 s (backtracking)")
+    return [Problem(path, message) for path, message in json.loads(done.stdout)]
+
+
+def test_a_pattern_cannot_make_a_payloads_check_take_exponential_time() -> None:
+    schema = {"type": "object", "properties": {"name": {"type": "string", "pattern": EVIL}}}
+    assert schemas.check_schema(schema) == []
+    assert paths(_check_in_a_process(schema, {"name": EVIL_TEXT})) == ["/name"]
+
+
+def test_a_pattern_property_cannot_either() -> None:
+    schema = {"type": "object", "patternProperties": {EVIL: {"type": "integer"}}}
+    assert schemas.check_schema(schema) == []
+    assert _check_in_a_process(schema, {EVIL_TEXT: "x", "aaa": 1}) == []
+
+
+def test_patterns_re2_cannot_take_are_refused_with_their_pointer() -> None:
+    problems = schemas.check_schema(
+        {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string", "pattern": "^(?=.*[0-9])[a-z0-9]+$"},  # lookahead
+                "list": {"type": "array", "items": {"pattern": "ok"}},
+            },
+            "patternProperties": {"(a)\\1": {"pattern": "(?<=x)y"}},  # backreference, lookbehind
+        }
+    )
+    assert paths(problems) == [
+        "/properties/code/pattern",
+        "/patternProperties/(a)\\1",
+        "/patternProperties/(a)\\1/pattern",
+    ]
+    assert all("RE2" in p.message and "lookaround" in p.message for p in problems)
+
+
 def test_pointer() -> None:
     assert schemas.pointer([]) == ""
     assert schemas.pointer(["a", 0, "b/c", "~"]) == "/a/0/b~1c/~0"

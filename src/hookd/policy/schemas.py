@@ -8,7 +8,11 @@ Rules beyond the metaschema, so that validating a payload never does I/O and nev
 
 - `$schema`, when given, must name draft 2020-12;
 - `$ref` and `$dynamicRef` must be local (`#…`) and must resolve;
-- `format` is an annotation, as draft 2020-12 says by default: it is not asserted.
+- `format` is an annotation, as draft 2020-12 says by default: it is not asserted;
+- `pattern` and the keys of `patternProperties` are matched by RE2 (google-re2), in time linear
+  in the text, never by a backtracking engine: a schema's author cannot make a payload's check
+  take exponential time (`^(a+)+$` against `aaaa…b`). RE2 has no lookaround and no
+  backreferences; a pattern that needs them is refused when the schema is checked.
 
 Problems carry JSON-pointer paths relative to the document checked (`/properties/amount/type`
 for a schema, `/amount` for a payload; the root is ``""``). Messages are cut to
@@ -18,16 +22,19 @@ for a schema, `/amount` for a payload; the root is ``""``). Messages are cut to
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import orjson
+import re2  # type: ignore[import-untyped]  # google-re2: no type information
 import referencing
 import referencing.exceptions
 import referencing.jsonschema
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError as SchemaViolation
+from jsonschema.protocols import Validator
 
 from hookd.domain.errors import Problem
 
@@ -39,6 +46,53 @@ MAX_MESSAGE = 300
 _BASE_URI = "urn:hookd:event-type-schema"
 _META = Draft202012Validator(
     Draft202012Validator.META_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER
+)
+
+
+#: Compiled patterns kept (a schema's patterns are compiled once, then looked up).
+PATTERN_CACHE = 4096
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is a Problem, not a line on stderr
+
+
+@functools.lru_cache(maxsize=PATTERN_CACHE)
+def _regex(pattern: str) -> Any:
+    """`pattern` compiled by RE2; `re2.error` when RE2 cannot take it."""
+    return re2.compile(pattern, _RE2_OPTIONS)
+
+
+def matches(pattern: str, text: str) -> bool:
+    """Whether `pattern` matches somewhere in `text` (JSON Schema's `pattern`: unanchored), in
+    time linear in `text`."""
+    return _regex(pattern).search(text) is not None
+
+
+# jsonschema's keyword functions: (validator, the keyword's value, the instance, the schema)
+def _pattern(
+    validator: Any, pattern: str, instance: object, schema: Mapping[str, Any]
+) -> Iterator[SchemaViolation]:
+    if isinstance(instance, str) and not matches(pattern, instance):
+        yield SchemaViolation(f"{instance!r} does not match {pattern!r}")
+
+
+def _pattern_properties(
+    validator: Any,
+    patterns: Mapping[str, Any],
+    instance: object,
+    schema: Mapping[str, Any],
+) -> Iterator[SchemaViolation]:
+    if not isinstance(instance, Mapping):
+        return
+    for pattern, subschema in patterns.items():
+        for key, value in instance.items():
+            if matches(pattern, key):
+                yield from validator.descend(value, subschema, path=key, schema_path=pattern)
+
+
+#: Draft 2020-12, with `pattern` and `patternProperties` matched by RE2.
+PayloadValidator: type[Validator] = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator, {"pattern": _pattern, "patternProperties": _pattern_properties}
 )
 
 
@@ -74,11 +128,11 @@ def check_schema(schema: object) -> list[Problem]:
     )
     if problems:
         return problems
-    problems = _reference_problems(schema)
+    problems = _reference_problems(schema) or _pattern_problems(schema)
     if problems:
         return problems
     try:
-        list(Draft202012Validator(schema).iter_errors({}))
+        list(PayloadValidator(schema).iter_errors({}))
     except RecursionError:
         return [Problem("", "refers to itself without end (e.g. a root `$ref` of `#`)")]
     except referencing.exceptions.Unresolvable as exc:  # e.g. a `$ref` under a nested `$id`
@@ -86,12 +140,12 @@ def check_schema(schema: object) -> list[Problem]:
     return []
 
 
-def compile_schema(schema: Mapping[str, Any]) -> Draft202012Validator:
+def compile_schema(schema: Mapping[str, Any]) -> Validator:
     """A validator for a schema `check_schema` accepted."""
-    return Draft202012Validator(schema)
+    return PayloadValidator(schema)
 
 
-def violations(validator: Draft202012Validator, instance: object) -> list[Problem]:
+def violations(validator: Validator, instance: object) -> list[Problem]:
     """Every way `instance` violates the validator's schema, sorted by path, then message."""
     try:
         found = [(e.absolute_path, _cut(e.message)) for e in _errors(validator, instance)]
@@ -103,9 +157,9 @@ def violations(validator: Draft202012Validator, instance: object) -> list[Proble
     return _listed((pointer(path), message) for path, message in found)
 
 
-def _errors(validator: Draft202012Validator, instance: object) -> Iterator[SchemaViolation]:
+def _errors(validator: Validator, instance: object) -> Iterator[SchemaViolation]:
     # at most one more than shown, so that a payload with a million violations costs little
-    for count, error in enumerate(validator.iter_errors(instance)):
+    for count, error in enumerate(validator.iter_errors(cast(Any, instance))):
         if count > MAX_PROBLEMS:
             return
         yield error
@@ -141,6 +195,45 @@ def _reference_problems(schema: Mapping[str, Any]) -> list[Problem]:
         except referencing.exceptions.Unresolvable:
             problems.append(Problem(where, f"{ref!r} does not resolve within this schema"))
     return problems
+
+
+def _pattern_problems(schema: Mapping[str, Any]) -> list[Problem]:
+    """A problem for every pattern RE2 cannot take (lookaround, backreferences, …)."""
+    problems = []
+    for path, pattern in _patterns(schema, ()):
+        try:
+            _regex(pattern)
+        except re2.error as exc:
+            reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+            problems.append(
+                Problem(
+                    pointer(path),
+                    _cut(
+                        f"{pattern!r} is not supported ({reason}): patterns are matched by "
+                        "RE2, which has no lookaround and no backreferences"
+                    ),
+                )
+            )
+    return _listed((p.path, p.message) for p in problems)
+
+
+def _patterns(
+    node: object, path: tuple[str | int, ...]
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(path, pattern) of every `pattern` value and `patternProperties` key in a schema."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == "pattern" and isinstance(value, str):
+                yield (*path, key), value
+            elif key == "patternProperties" and isinstance(value, Mapping):
+                for pattern, subschema in value.items():
+                    yield (*path, key, pattern), pattern
+                    yield from _patterns(subschema, (*path, key, pattern))
+            elif key not in ("const", "enum", "default", "examples"):  # values, not schemas
+                yield from _patterns(value, (*path, key))
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _patterns(item, (*path, index))
 
 
 def _references(
