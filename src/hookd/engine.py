@@ -86,6 +86,9 @@ MAX_IN_FLIGHT = 10_000  # the most an endpoint's `max_in_flight` may be
 MAX_DISABLE_AFTER = 365 * 86400.0  # the most an endpoint's `disable_after` may be (seconds)
 MAX_RATE = 1_000_000  # the most `rate_limit.per_second` and `rate_limit.burst` may be
 VALIDATOR_CACHE = 1024  # compiled event-type schemas kept
+#: How often a change to an endpoint is made again when something else changed the endpoint
+#: between reading and storing it (`Engine._change_endpoint`).
+ENDPOINT_CHANGE_TRIES = 8
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -501,68 +504,70 @@ class Engine:
     ) -> Endpoint:
         """Change the given fields. Pausing or disabling parks deliveries; activating resumes.
         `breaker` changes the settings it names and keeps the others."""
-        current = await self.get_endpoint(tenant_id, endpoint_id)
-        check = _Checker()
-        changes: dict[str, Any] = {}
-        if not isinstance(url, _Unset):
-            changes["url"] = check.run(validate_url, url, "url")
-        if not isinstance(event_types, _Unset):
-            changes["event_types"] = check.patterns(event_types)
-        if not isinstance(headers, _Unset):
-            changes["headers"] = check.headers(headers)
-        if not isinstance(timeout, _Unset):
-            changes["timeout"] = check.timeout(timeout, self.settings)
-        if not isinstance(retry_policy, _Unset) or not isinstance(max_attempts, _Unset):
-            base = None if isinstance(retry_policy, _Unset) else retry_policy
-            if base is None and isinstance(retry_policy, _Unset):
-                base = retry.policy_to_dict(current.retry_policy)
-            count = None if isinstance(max_attempts, _Unset) else max_attempts
-            changes["retry_policy"] = check.retry_policy(base, count)
-        if not isinstance(name, _Unset):
-            changes["name"] = check.text(name, "name")
-        if not isinstance(description, _Unset):
-            changes["description"] = check.text(description, "description")
-        if not isinstance(metadata, _Unset):
-            changes["metadata"] = check.metadata(metadata)
-        if not isinstance(filter, _Unset):
-            changes["filter"] = check.filter(filter)
-        if not isinstance(rate_limit, _Unset):
-            changes["rate_limit"] = check.rate_limit(rate_limit)
-        if not isinstance(default_priority, _Unset):
-            changes["default_priority"] = check.priority(default_priority, "default_priority")
-        if not isinstance(max_in_flight, _Unset):
-            changes["max_in_flight"] = check.max_in_flight(max_in_flight)
-        if not isinstance(ordering, _Unset):
-            changes["ordering"] = check.ordering(ordering)
-        if not isinstance(disable_after, _Unset):
-            changes["disable_after"] = check.disable_after(disable_after)
-        if not isinstance(fallback_url, _Unset):
-            changes["fallback_url"] = check.fallback_url(fallback_url)
-        if not isinstance(breaker, _Unset):
-            changes["breaker"] = check.breaker(breaker, current.breaker)
-        if not isinstance(fallback_after, _Unset):
-            changes["fallback_after"] = check.fallback_after(fallback_after)
-        if "fallback_url" in changes or "fallback_after" in changes:
-            check.needs_fallback_url(dataclasses.replace(current, **changes))
-        if not isinstance(status, _Unset) and status is not current.status:
-            changes["status"] = status
-            changes["status_reason"] = (
-                None
-                if status is EndpointStatus.ACTIVE
-                else (
-                    "paused by the API"
-                    if status is EndpointStatus.PAUSED
-                    else "disabled by the API"
+
+        def change(current: Endpoint) -> Endpoint | None:
+            check = _Checker()
+            changes: dict[str, Any] = {}
+            if not isinstance(url, _Unset):
+                changes["url"] = check.run(validate_url, url, "url")
+            if not isinstance(event_types, _Unset):
+                changes["event_types"] = check.patterns(event_types)
+            if not isinstance(headers, _Unset):
+                changes["headers"] = check.headers(headers)
+            if not isinstance(timeout, _Unset):
+                changes["timeout"] = check.timeout(timeout, self.settings)
+            if not isinstance(retry_policy, _Unset) or not isinstance(max_attempts, _Unset):
+                base = None if isinstance(retry_policy, _Unset) else retry_policy
+                if base is None and isinstance(retry_policy, _Unset):
+                    base = retry.policy_to_dict(current.retry_policy)
+                count = None if isinstance(max_attempts, _Unset) else max_attempts
+                changes["retry_policy"] = check.retry_policy(base, count)
+            if not isinstance(name, _Unset):
+                changes["name"] = check.text(name, "name")
+            if not isinstance(description, _Unset):
+                changes["description"] = check.text(description, "description")
+            if not isinstance(metadata, _Unset):
+                changes["metadata"] = check.metadata(metadata)
+            if not isinstance(filter, _Unset):
+                changes["filter"] = check.filter(filter)
+            if not isinstance(rate_limit, _Unset):
+                changes["rate_limit"] = check.rate_limit(rate_limit)
+            if not isinstance(default_priority, _Unset):
+                changes["default_priority"] = check.priority(default_priority, "default_priority")
+            if not isinstance(max_in_flight, _Unset):
+                changes["max_in_flight"] = check.max_in_flight(max_in_flight)
+            if not isinstance(ordering, _Unset):
+                changes["ordering"] = check.ordering(ordering)
+            if not isinstance(disable_after, _Unset):
+                changes["disable_after"] = check.disable_after(disable_after)
+            if not isinstance(fallback_url, _Unset):
+                changes["fallback_url"] = check.fallback_url(fallback_url)
+            if not isinstance(breaker, _Unset):
+                changes["breaker"] = check.breaker(breaker, current.breaker)
+            if not isinstance(fallback_after, _Unset):
+                changes["fallback_after"] = check.fallback_after(fallback_after)
+            if "fallback_url" in changes or "fallback_after" in changes:
+                check.needs_fallback_url(dataclasses.replace(current, **changes))
+            if not isinstance(status, _Unset) and status is not current.status:
+                changes["status"] = status
+                changes["status_reason"] = (
+                    None
+                    if status is EndpointStatus.ACTIVE
+                    else (
+                        "paused by the API"
+                        if status is EndpointStatus.PAUSED
+                        else "disabled by the API"
+                    )
                 )
-            )
-        check.raise_if_any("invalid endpoint")
-        if not changes:
-            return current
-        now = time.time()
-        changes["secrets"] = rotation.prune(current.secrets, now)  # drop expired secrets
-        updated = dataclasses.replace(current, updated_at=now, **changes)
-        await self.store.update_endpoint(updated)
-        if updated.status is EndpointStatus.ACTIVE:
+            check.raise_if_any("invalid endpoint")
+            if not changes:
+                return None
+            now = _after(current.updated_at)
+            changes["secrets"] = rotation.prune(current.secrets, now)  # drop expired secrets
+            return dataclasses.replace(current, updated_at=now, **changes)
+
+        current, updated = await self._change_endpoint(tenant_id, endpoint_id, change)
+        if updated.status is EndpointStatus.ACTIVE and updated is not current:
             self.notify()
         return updated
 
@@ -627,13 +632,39 @@ class Engine:
         """Sign with a new secret (given, or generated) from now on, and with the old ones too
         for `grace_period` seconds. Returns the endpoint, the new secret (to show once) and when
         the old secrets stop being used."""
-        current = await self.get_endpoint(tenant_id, endpoint_id)
         new = signing.generate_secret() if secret is None else signing.validate_new_secret(secret)
-        now = time.time()
-        secrets = rotation.rotate(current.secrets, new, now=now, grace=grace_period)
-        updated = dataclasses.replace(current, secrets=secrets, updated_at=now)
-        await self.store.update_endpoint(updated)
-        return updated, new, now + grace_period
+
+        def change(current: Endpoint) -> Endpoint:
+            now = _after(current.updated_at)
+            secrets = rotation.rotate(current.secrets, new, now=now, grace=grace_period)
+            return dataclasses.replace(current, secrets=secrets, updated_at=now)
+
+        _, updated = await self._change_endpoint(tenant_id, endpoint_id, change)
+        return updated, new, updated.updated_at + grace_period
+
+    async def _change_endpoint(
+        self,
+        tenant_id: str | None,
+        endpoint_id: str,
+        change: Callable[[Endpoint], Endpoint | None],
+    ) -> tuple[Endpoint, Endpoint]:
+        """Read the endpoint, make `change` of it (None: nothing to change) and store that only
+        if nothing changed the endpoint meanwhile (another request, the worker disabling it);
+        else read it and make the change again. (the endpoint read, the endpoint stored)"""
+        for _ in range(ENDPOINT_CHANGE_TRIES):
+            current = await self.get_endpoint(tenant_id, endpoint_id)
+            updated = change(current)
+            if updated is None:
+                return current, current
+            try:
+                await self.store.update_endpoint(updated, expected_updated_at=current.updated_at)
+            except errors.Conflict:
+                continue
+            return current, updated
+        raise errors.Conflict(
+            f"endpoint {endpoint_id} kept being changed by other requests while this one was "
+            "applied; try again"
+        )
 
     async def send_test(
         self,
@@ -1147,6 +1178,12 @@ def _valid_event_type(name: str) -> bool:
     except errors.ValidationError:
         return False
     return True
+
+
+def _after(updated_at: float) -> float:
+    """A change's time: now, or just after the last change if the clock has not moved past it
+    (two changes never share an `updated_at`, which tells whether an endpoint changed)."""
+    return max(time.time(), math.nextafter(updated_at, math.inf))
 
 
 def _limit(limit: int) -> int:

@@ -159,6 +159,27 @@ async def test_rotate_defaults_and_generated_secret(api: Api) -> None:
         assert [s.value.reveal() for s in stored.secrets] == [retired.json()["secret"]]
 
 
+async def test_concurrent_rotations_and_changes_all_take_effect(api: Api) -> None:
+    """Each request reads the endpoint and stores it whole: without the check that nothing
+    changed it in between, concurrent ones undid each other (a rotated secret was shown to its
+    caller but never stored, or a change was lost)."""
+    async with api.client() as client:
+        created = (
+            await client.post(
+                "/v1/endpoints", json={"url": "https://example.com/h", "event_types": ["*"]}
+            )
+        ).json()
+        path = f"/v1/endpoints/{created['id']}"
+        rotations = [client.post(path + "/secret/rotate") for _ in range(4)]
+        changes = [client.patch(path, json={"description": f"change {i}"}) for i in range(4)]
+        answers = await asyncio.gather(*rotations, *changes)
+    assert [a.status_code for a in answers] == [200] * 8, [a.text for a in answers]
+    stored = await api.engine.get_endpoint(None, created["id"])
+    shown = {a.json()["secret"] for a in answers[:4]}
+    assert {s.value.reveal() for s in stored.secrets} == shown | {created["secret"]}
+    assert stored.description in {f"change {i}" for i in range(4)}
+
+
 async def test_rotate_refuses_bad_input(api: Api) -> None:
     async with api.client() as client:
         created = (

@@ -278,6 +278,29 @@ async def test_release_and_recover(store: Store) -> None:
     assert len(await store.claim(worker_id="w2", limit=5, now=now, lease_seconds=30)) == 2
 
 
+async def test_an_endpoint_is_stored_only_if_unchanged_since_it_was_read(store: Store) -> None:
+    endpoint = make_endpoint()
+    await store.create_endpoint(endpoint)
+    first = dataclasses.replace(endpoint, name="first", updated_at=endpoint.updated_at + 1)
+    await store.update_endpoint(first, expected_updated_at=endpoint.updated_at)
+    # a second change made from the same (now stale) read is refused, and writes nothing
+    stale = dataclasses.replace(
+        endpoint, name="stale", status=EndpointStatus.PAUSED, updated_at=endpoint.updated_at + 2
+    )
+    with pytest.raises(errors.Conflict):
+        await store.update_endpoint(stale, expected_updated_at=endpoint.updated_at)
+    assert await store.get_endpoint(None, endpoint.id) == first
+    # from a fresh read it goes through; without an expectation, as before
+    await store.update_endpoint(stale, expected_updated_at=first.updated_at)
+    assert await store.get_endpoint(None, endpoint.id) == stale
+    await store.update_endpoint(first)
+    assert await store.get_endpoint(None, endpoint.id) == first
+    with pytest.raises(errors.NotFound):
+        await store.update_endpoint(
+            dataclasses.replace(first, id="ep_missing"), expected_updated_at=first.updated_at
+        )
+
+
 async def test_a_gone_workers_leases_are_given_back_at_once(store: Store) -> None:
     endpoint = make_endpoint()
     paused = make_endpoint()

@@ -32,6 +32,7 @@ from hookd.policy.breaker import BreakerState
 from hookd.policy.patterns import PatternSet
 from hookd.store import codec
 from hookd.store.port import (
+    ENDPOINT_CHANGED,
     ApiKey,
     AttemptSample,
     BreakerChange,
@@ -145,10 +146,14 @@ class MemoryStore:
             raise errors.StoreError(f"duplicate endpoint id {endpoint.id}")
         self.endpoints[endpoint.id] = endpoint
 
-    async def update_endpoint(self, endpoint: Endpoint) -> None:
+    async def update_endpoint(
+        self, endpoint: Endpoint, *, expected_updated_at: float | None = None
+    ) -> None:
         before = self.endpoints.get(endpoint.id)
         if before is None or before.tenant_id != endpoint.tenant_id:
             raise errors.NotFound("endpoint", endpoint.id)
+        if expected_updated_at is not None and before.updated_at != expected_updated_at:
+            raise errors.Conflict(ENDPOINT_CHANGED)
         self.endpoints[endpoint.id] = endpoint
         self._status_changed(endpoint.id, before.status, endpoint.status, endpoint.updated_at)
         if endpoint.ordering is EndpointOrdering.FIFO:

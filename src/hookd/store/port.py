@@ -133,6 +133,9 @@ class QueueCounts:
 
 T = TypeVar("T")
 
+#: The `Conflict` of an `update_endpoint` whose `expected_updated_at` no longer holds.
+ENDPOINT_CHANGED = "the endpoint was changed by another request meanwhile"
+
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
@@ -173,8 +176,12 @@ class Store(Protocol):
     # endpoints -------------------------------------------------------------------------------
     async def create_endpoint(self, endpoint: Endpoint) -> None: ...
 
-    async def update_endpoint(self, endpoint: Endpoint) -> None:
-        """Replace the stored endpoint; parks or resumes its deliveries when its status changes."""
+    async def update_endpoint(
+        self, endpoint: Endpoint, *, expected_updated_at: float | None = None
+    ) -> None:
+        """Replace the stored endpoint; parks or resumes its deliveries when its status changes.
+        `expected_updated_at`: only if the stored one's `updated_at` is still that (nothing
+        changed it since it was read), else `Conflict` and nothing is written."""
 
     async def get_endpoint(self, tenant_id: str | None, endpoint_id: str) -> Endpoint | None: ...
 

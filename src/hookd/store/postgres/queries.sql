@@ -44,7 +44,7 @@ VALUES (:id, :tenant_id, :url, :name, :description, :event_types, :secrets, :hea
         :disable_after, :fallback_url, :breaker, :fallback_after);
 
 -- name: lock_endpoint_status
-SELECT status FROM endpoints WHERE id = :id AND tenant_id = :tenant_id FOR UPDATE;
+SELECT status, updated_at FROM endpoints WHERE id = :id AND tenant_id = :tenant_id FOR UPDATE;
 
 -- name: update_endpoint
 UPDATE endpoints

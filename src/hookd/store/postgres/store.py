@@ -50,6 +50,7 @@ from hookd.policy import admission
 from hookd.policy.patterns import PatternSet
 from hookd.store import codec
 from hookd.store.port import (
+    ENDPOINT_CHANGED,
     ApiKey,
     AttemptSample,
     BreakerChange,
@@ -493,15 +494,20 @@ class PostgresStore:
     async def create_endpoint(self, endpoint: Endpoint) -> None:
         await self._execute("insert_endpoint", codec.endpoint_to_row(endpoint, self._box))
 
-    async def update_endpoint(self, endpoint: Endpoint) -> None:
+    async def update_endpoint(
+        self, endpoint: Endpoint, *, expected_updated_at: float | None = None
+    ) -> None:
         row = codec.endpoint_to_row(endpoint, self._box)
         async with self._transaction("update_endpoint") as conn:
             query = Q["lock_endpoint_status"]
-            before = await conn.fetchval(
+            found = await conn.fetchrow(
                 query.sql, *query.args({"id": endpoint.id, "tenant_id": endpoint.tenant_id})
             )
-            if before is None:
+            if found is None:
                 raise errors.NotFound("endpoint", endpoint.id)
+            before, updated_at = found
+            if expected_updated_at is not None and updated_at != expected_updated_at:
+                raise errors.Conflict(ENDPOINT_CHANGED)
             await self._run(conn, "update_endpoint", row)
             await self._apply_status_change(
                 conn, endpoint.id, before, endpoint.status.value, endpoint.updated_at

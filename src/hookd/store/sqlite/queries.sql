@@ -75,8 +75,8 @@ WHERE id IN (SELECT value FROM json_each(:ids)) AND failing_since IS NULL;
 SELECT id FROM endpoints
 WHERE id = :id AND status != 'disabled' AND failing_since <= :now - :disable_after;
 
--- name: endpoint_status
-SELECT status FROM endpoints WHERE id = :id;
+-- name: endpoint_version
+SELECT status, updated_at FROM endpoints WHERE id = :id AND tenant_id = :tenant_id;
 
 -- name: get_endpoint
 SELECT * FROM endpoints

@@ -45,6 +45,7 @@ from hookd.policy import admission
 from hookd.policy.patterns import PatternSet
 from hookd.store import codec
 from hookd.store.port import (
+    ENDPOINT_CHANGED,
     ApiKey,
     AttemptSample,
     BreakerChange,
@@ -500,13 +501,19 @@ class SqliteStore:
         await self._write(run)
         self._forget_endpoint(endpoint.id)
 
-    async def update_endpoint(self, endpoint: Endpoint) -> None:
+    async def update_endpoint(
+        self, endpoint: Endpoint, *, expected_updated_at: float | None = None
+    ) -> None:
         row = codec.endpoint_to_row(endpoint, self._box)
 
         def run(conn: sqlite3.Connection) -> None:
-            before = conn.execute(Q["endpoint_status"], {"id": endpoint.id}).fetchone()
-            if before is None or conn.execute(Q["update_endpoint"], row).rowcount == 0:
+            key = {"id": endpoint.id, "tenant_id": endpoint.tenant_id}
+            before = conn.execute(Q["endpoint_version"], key).fetchone()
+            if before is None:
                 raise errors.NotFound("endpoint", endpoint.id)
+            if expected_updated_at is not None and before[1] != expected_updated_at:
+                raise errors.Conflict(ENDPOINT_CHANGED)
+            conn.execute(Q["update_endpoint"], row)
             self._apply_status_change(
                 conn, endpoint.id, before[0], endpoint.status.value, endpoint.updated_at
             )
