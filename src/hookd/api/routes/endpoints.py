@@ -70,7 +70,7 @@ async def get_endpoint(endpoint_id: str, key: Caller, engine: EngineDep) -> sche
 @router.patch(
     "/{endpoint_id}",
     summary="Change an endpoint",
-    responses=problems.responses(400, 401, 404, 413, 422),
+    responses=problems.responses(400, 401, 404, 409, 413, 422),
 )
 async def update_endpoint(
     endpoint_id: str, body: schemas.EndpointUpdate, key: Caller, engine: EngineDep
@@ -95,7 +95,7 @@ async def delete_endpoint(endpoint_id: str, key: Caller, engine: EngineDep) -> R
 @router.post(
     "/{endpoint_id}/pause",
     summary="Pause an endpoint: its deliveries wait (parked), nothing is dropped",
-    responses=problems.responses(401, 404),
+    responses=problems.responses(401, 404, 409),
 )
 async def pause_endpoint(endpoint_id: str, key: Caller, engine: EngineDep) -> schemas.Endpoint:
     return serialize.endpoint(await engine.pause_endpoint(auth.scope(key), endpoint_id))
@@ -104,7 +104,7 @@ async def pause_endpoint(endpoint_id: str, key: Caller, engine: EngineDep) -> sc
 @router.post(
     "/{endpoint_id}/resume",
     summary="Resume a paused or disabled endpoint; what waited is due at once (or discarded)",
-    responses=problems.responses(400, 401, 404, 413, 422),
+    responses=problems.responses(400, 401, 404, 409, 413, 422),
 )
 async def resume_endpoint(
     endpoint_id: str,
