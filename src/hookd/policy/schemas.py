@@ -185,7 +185,9 @@ def _reference_problems(schema: Mapping[str, Any]) -> list[Problem]:
     resource = referencing.jsonschema.DRAFT202012.create_resource(schema)
     resolver = referencing.Registry().with_resource(_BASE_URI, resource).resolver(_BASE_URI)
     problems = []
-    for path, keyword, ref in _references(schema, ()):
+    for path, keyword, ref in _members(schema, ()):
+        if keyword not in ("$ref", "$dynamicRef"):
+            continue
         where = pointer((*path, keyword))
         if not isinstance(ref, str) or not ref.startswith("#"):
             problems.append(Problem(where, "only local references (starting with '#') are allowed"))
@@ -199,53 +201,36 @@ def _reference_problems(schema: Mapping[str, Any]) -> list[Problem]:
 
 def _pattern_problems(schema: Mapping[str, Any]) -> list[Problem]:
     """A problem for every pattern RE2 cannot take (lookaround, backreferences, …)."""
+    found: list[tuple[tuple[str | int, ...], str]] = []  # (path, pattern)
+    for path, key, value in _members(schema, ()):
+        if key == "pattern" and isinstance(value, str):
+            found.append(((*path, key), value))
+        elif key == "patternProperties" and isinstance(value, Mapping):
+            found.extend(((*path, key, pattern), pattern) for pattern in value)
     problems = []
-    for path, pattern in _patterns(schema, ()):
+    for path, pattern in found:
         try:
             _regex(pattern)
         except re2.error as exc:
             reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
-            problems.append(
-                Problem(
-                    pointer(path),
-                    _cut(
-                        f"{pattern!r} is not supported ({reason}): patterns are matched by "
-                        "RE2, which has no lookaround and no backreferences"
-                    ),
-                )
+            message = (
+                f"{pattern!r} is not supported ({reason}): patterns are matched by RE2, which "
+                "has no lookaround and no backreferences"
             )
-    return _listed((p.path, p.message) for p in problems)
+            problems.append((pointer(path), _cut(message)))
+    return _listed(problems)
 
 
-def _patterns(
-    node: object, path: tuple[str | int, ...]
-) -> Iterator[tuple[tuple[str | int, ...], str]]:
-    """(path, pattern) of every `pattern` value and `patternProperties` key in a schema."""
-    if isinstance(node, Mapping):
-        for key, value in node.items():
-            if key == "pattern" and isinstance(value, str):
-                yield (*path, key), value
-            elif key == "patternProperties" and isinstance(value, Mapping):
-                for pattern, subschema in value.items():
-                    yield (*path, key, pattern), pattern
-                    yield from _patterns(subschema, (*path, key, pattern))
-            elif key not in ("const", "enum", "default", "examples"):  # values, not schemas
-                yield from _patterns(value, (*path, key))
-    elif isinstance(node, list):
-        for index, item in enumerate(node):
-            yield from _patterns(item, (*path, index))
-
-
-def _references(
+def _members(
     node: object, path: tuple[str | int, ...]
 ) -> Iterator[tuple[tuple[str | int, ...], str, object]]:
-    """(path, keyword, value) of every `$ref` / `$dynamicRef` in a schema document."""
+    """(path of its object, key, value) of every member of every object in a schema document,
+    but inside the values that are data, not schemas (`const`, `enum`, `default`, `examples`)."""
     if isinstance(node, Mapping):
         for key, value in node.items():
-            if key in ("$ref", "$dynamicRef"):
-                yield path, key, value
-            elif key not in ("const", "enum", "default", "examples"):  # values, not schemas
-                yield from _references(value, (*path, key))
+            yield path, key, value
+            if key not in ("const", "enum", "default", "examples"):
+                yield from _members(value, (*path, key))
     elif isinstance(node, list):
         for index, item in enumerate(node):
-            yield from _references(item, (*path, index))
+            yield from _members(item, (*path, index))

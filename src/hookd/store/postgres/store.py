@@ -745,7 +745,7 @@ class PostgresStore:
             results[i] = PublishResult(event, count)
         if columns[0]:
             # a batch's deliveries share their creation time: ids in row order (ids.new_ids_at),
-            # so that a FIFO endpoint, which takes them by (created_at, id), keeps the batch's
+            # so that a FIFO endpoint, which takes them by (created_at, id), gets them in order
             columns[0][:] = ids.new_ids_at(ids.DELIVERY, columns[7])
             await conn.execute(Q["insert_deliveries"].sql, *columns)
         if fifo:  # a FIFO endpoint without a head: its oldest queued delivery is next

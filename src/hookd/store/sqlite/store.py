@@ -72,6 +72,11 @@ _KEY_CHECK = "secret_key_check"
 _ENDPOINTS_VERSION = "endpoints_version"
 #: The file beside the database whose bytes change whenever an event type does (`shared`).
 TYPES_STAMP_SUFFIX = ".types"
+#: The WAL size (pages) at which a writer's commit checkpoints what the owner's Checkpointer has
+#: not copied yet, so that the WAL starts over (checkpoint.py); SQLite's default is 1,000.
+WAL_RESTART_PAGES = 4000
+#: What the WAL file is cut back to when it starts over (bytes).
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
 #: How long an owner waits, when it opens, for worker processes of an earlier run to finish.
 HELPERS_WAIT = 60.0
 _EVENT_TYPE_CACHE = 10_000  # names cached per tenant at most
@@ -116,13 +121,6 @@ def _split_script(script: str) -> list[str]:
     """Statements of a migration script (no statement in our scripts contains a semicolon)."""
     lines = [line.split("--", 1)[0] for line in script.splitlines()]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
-
-
-#: The WAL size (pages) at which a writer's commit checkpoints what the owner's Checkpointer has
-#: not copied yet, so that the WAL starts over (checkpoint.py); SQLite's default is 1,000.
-WAL_RESTART_PAGES = 4000
-#: What the WAL file is cut back to when it starts over (bytes).
-WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
 class SqliteStore:
