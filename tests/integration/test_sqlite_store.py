@@ -14,6 +14,7 @@ from test_store_contract import make_endpoint, make_event
 
 from hookd import crypto
 from hookd.domain import errors
+from hookd.store import codec
 from hookd.store.sql import load_migrations
 from hookd.store.sqlite import SqliteStore
 from hookd.store.sqlite.store import migrate
@@ -267,5 +268,32 @@ async def test_a_result_with_a_lone_surrogate_is_recorded(tmp_path: Path) -> Non
             assert found.attempts == 1 and found.next_attempt_at == pytest.approx(now + 60)
         odd_delivery = await store.get_delivery(None, claimed[0].id)
         assert odd_delivery is not None and odd_delivery.last_error == "timeout: \ufffd"
+    finally:
+        await store.close()
+
+
+async def test_a_claim_still_gets_the_body_of_a_payload_holding_the_separator(
+    tmp_path: Path,
+) -> None:
+    """The claim fetches payloads joined by the byte 0x1F, which JSON text hookd writes never
+    holds; a payload that does (written by something else) still comes back whole, for every
+    delivery of the claim."""
+    store = SqliteStore(tmp_path / "sep.db", crypto.SecretBox(crypto.generate_key()))
+    await store.open()
+    try:
+        await store.create_endpoint(make_endpoint())
+        events = [make_event() for _ in range(3)]
+        await store.publish(events)
+        odd = b'{"n":"a\x1fb"}'
+        conn = sqlite3.connect(tmp_path / "sep.db")
+        with conn:
+            conn.execute("UPDATE events SET payload = ? WHERE id = ?", (odd, events[1].id))
+        conn.close()
+        claimed = await store.claim(worker_id="w", limit=10, now=time.time() + 1, lease_seconds=30)
+        bodies = {c.event_id: c.body for c in claimed}
+        assert len(bodies) == 3
+        for event in events:
+            payload = odd if event.id == events[1].id else event.payload
+            assert bodies[event.id] == codec.wire_body(event.type, event.occurred_at, payload)
     finally:
         await store.close()

@@ -28,6 +28,7 @@ from hookd.domain.models import (
 )
 from hookd.policy import retry
 from hookd.policy.breaker import BreakerSettings, BreakerState
+from hookd.store import codec
 from hookd.store.memory import MemoryStore
 from hookd.store.port import ApiKey, DeliveryFilter, EventFilter, QueueCounts, Store
 from hookd.store.postgres import PostgresStore
@@ -190,6 +191,39 @@ async def test_claim_leases_and_lease_expiry(store: Store) -> None:
     delivery = await store.get_delivery(None, late.id)
     assert delivery is not None and delivery.status is DeliveryStatus.SENDING
     assert len(await store.list_attempts(None, late.id)) == 1  # the attempt did happen
+
+
+#: Quotes, a backslash, non-ASCII and control characters (JSON escapes them in the payload).
+ODD_TEXT = 'q"\\é\n\t\u0000\u001f'
+
+
+async def test_a_claim_carries_each_events_exact_wire_body(store: Store) -> None:
+    """Many events of one claim, each with its own type, time and payload (escapes, non-ASCII,
+    nesting): every delivery gets exactly the body `codec.wire_body` makes of its own event."""
+    endpoint = make_endpoint()
+    await store.create_endpoint(endpoint)
+    now = time.time()
+    events = [
+        Event(
+            id=ids.new_id(ids.EVENT),
+            tenant_id=DEFAULT_TENANT,
+            type=("order.filled", "order.paid")[i % 2],
+            payload=orjson.dumps(
+                {"i": i, "s": 'q"\\é\n\t\u0000\u001f' * i, "nested": {"a": [i, None]}}
+            ),
+            occurred_at=now - i * 0.001,
+            created_at=now,
+        )
+        for i in range(40)
+    ]
+    await store.publish(events)
+    claimed = await store.claim(worker_id="w", limit=100, now=now + 1, lease_seconds=30)
+    by_event = {e.id: e for e in events}
+    assert len(claimed) == 40
+    for delivery in claimed:
+        event = by_event[delivery.event_id]
+        assert delivery.body == codec.wire_body(event.type, event.occurred_at, event.payload)
+        assert orjson.loads(delivery.body)["data"] == orjson.loads(event.payload)
 
 
 async def test_record_applies_results(store: Store) -> None:

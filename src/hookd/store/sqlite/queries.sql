@@ -213,8 +213,19 @@ ORDER BY id DESC
 LIMIT :limit;
 
 -- name: events_for_bodies
--- One JSON array of [id, type, occurred_at, payload as text] (one step; payload is UTF-8 JSON).
-SELECT json_group_array(json_array(id, type, occurred_at, CAST(payload AS TEXT))) FROM events
+-- The events of a claim in one step: [id, type, occurred_at] of each as one JSON array, and their
+-- payloads, in the same order, as one byte string with 0x1F between them. JSON text holds no
+-- byte 0x1F (a control character: escaped inside strings, not allowed outside them), and every
+-- payload is JSON text hookd wrote (orjson), so the bytes split back exactly: the payloads are
+-- copied, not quoted into a JSON string here and parsed back into Python strings there.
+SELECT json_group_array(json_array(id, type, occurred_at)),
+       CAST(group_concat(payload, x'1f') AS BLOB)
+FROM events
+WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: events_for_bodies_rows
+-- events_for_bodies one row at a time: for the claim whose payloads did not split back.
+SELECT id, type, occurred_at, payload FROM events
 WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: claim_due

@@ -70,7 +70,9 @@ class Writer:
         `on_begin`: called in each transaction before its jobs run (a failure fails them all).
         `turn`: a lock file that several processes writing one database take in turn around
         each transaction (flock: a waiting writer is woken the moment the lock is free, where
-        SQLite's own busy handler would sleep and poll)."""
+        SQLite's own busy handler would sleep and poll). The jobs a writer is given while it
+        waits for its turn join that turn's transaction: under contention, a worker's claim
+        and its record of results share one turn and one commit."""
         self._on_begin = on_begin
         self._turn_path = turn
         self._turn: IO[bytes] | None = None
@@ -121,18 +123,15 @@ class Writer:
                 first = self._queue.get()
                 if first is None:
                     return
-                batch = [first]
-                stop = False
-                while len(batch) < self._max_batch:
-                    try:
-                        job = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if job is None:
-                        stop = True
-                        break
-                    batch.append(job)
-                self._run_batch(conn, batch)
+                # The turn first, then the jobs: those submitted while another process held
+                # the turn join this transaction (a claim and a record made while waiting
+                # share one turn and one commit, instead of waiting for a turn each).
+                self._take_turn()
+                try:
+                    batch, stop = self._gather(first)
+                    self._run_batch(conn, batch)
+                finally:
+                    self._end_turn()
                 if stop:
                     return
         finally:
@@ -141,6 +140,28 @@ class Writer:
                 self._turn.close()
                 self._turn = None
 
+    def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
+        """`first` and the jobs waiting behind it (up to `max_batch`); and whether a stop was
+        met among them (the jobs before it run, then the writer stops)."""
+        batch = [first]
+        while len(batch) < self._max_batch:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                return batch, True
+            batch.append(job)
+        return batch, False
+
+    def _take_turn(self) -> None:
+        if self._turn is not None:
+            fcntl.flock(self._turn.fileno(), fcntl.LOCK_EX)
+
+    def _end_turn(self) -> None:
+        if self._turn is not None:
+            fcntl.flock(self._turn.fileno(), fcntl.LOCK_UN)
+
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
@@ -148,8 +169,6 @@ class Writer:
             if level != self._current:
                 conn.execute(f"PRAGMA synchronous = {level}")
                 self._current = level
-            if self._turn is not None:
-                fcntl.flock(self._turn.fileno(), fcntl.LOCK_EX)
             conn.execute("BEGIN IMMEDIATE")
             if self._on_begin is not None:
                 self._on_begin(conn)
@@ -173,9 +192,6 @@ class Writer:
             if conn.in_transaction:
                 conn.rollback()
             outcomes = [(None, exc)] * len(batch)
-        finally:
-            if self._turn is not None:
-                fcntl.flock(self._turn.fileno(), fcntl.LOCK_UN)
         for (_, future, loop, _), (result, error) in zip(batch, outcomes, strict=True):
             # RuntimeError: the caller's loop has closed; nobody is waiting any more
             with contextlib.suppress(RuntimeError):
