@@ -8,7 +8,8 @@ CREATE INDEX attempts_by_started ON attempts (started_at, endpoint_id, duration_
 CREATE INDEX deliveries_by_created ON deliveries (created_at);
 -- index deliveries_by_endpoint
 CREATE INDEX deliveries_by_endpoint
-    ON deliveries (endpoint_id, (CASE status WHEN 'sending' THEN 'pending' ELSE status END));
+    ON deliveries (endpoint_id, (CASE status WHEN 'sending' THEN 'pending' ELSE status END))
+    WHERE status != 'delivered';
 -- index deliveries_by_endpoint_created
 CREATE INDEX deliveries_by_endpoint_created ON deliveries (endpoint_id, created_at);
 -- index deliveries_by_event

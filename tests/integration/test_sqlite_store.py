@@ -224,10 +224,10 @@ def test_endpoint_and_lease_queries_keep_their_indexes(
     tmp_path: Path, query: str, uses: str
 ) -> None:
     """Migration 10 files sending under pending in deliveries_by_endpoint (an expression) and
-    leaves both out of deliveries_by_status (a partial index), so a claim moves no entry of
-    either. The planner uses such an index only for a query that repeats the expression or the
-    partial WHERE word for word: these plans guard that the queries still do (else each would
-    scan every delivery of an endpoint, or every delivery)."""
+    leaves both out of deliveries_by_status (a partial index); migration 11 leaves delivered
+    deliveries out of deliveries_by_endpoint. The planner uses such an index only for a query
+    that repeats the expression or the partial WHERE word for word: these plans guard that the
+    queries still do (else each would scan every delivery of an endpoint, or every delivery)."""
     from hookd.store.sqlite.store import Q
 
     conn = sqlite3.connect(tmp_path / "plan.db", isolation_level=None)

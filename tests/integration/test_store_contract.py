@@ -418,6 +418,32 @@ async def test_delete_endpoint_removes_its_deliveries(store: Store) -> None:
     assert await store.endpoints_by_id([endpoint.id]) == {}
 
 
+async def test_a_result_for_a_delivery_deleted_in_flight_is_dropped_alone(store: Store) -> None:
+    """A delivery purged (or deleted with its endpoint) while its request was out: its result
+    finds nothing to record, and the others of the same batch are recorded all the same."""
+    gone_endpoint, kept_endpoint = make_endpoint(), make_endpoint()
+    await store.create_endpoint(gone_endpoint)
+    await store.create_endpoint(kept_endpoint)
+    await store.publish([make_event() for _ in range(2)])
+    now = time.time() + 1
+    claimed = await store.claim(worker_id="w", limit=10, now=now, lease_seconds=30)
+    assert len(claimed) == 4
+    await store.delete_endpoint(None, gone_endpoint.id)
+    await store.record(
+        worker_id="w",
+        results=[result_for(c.id, c.endpoint_id, DeliveryStatus.DELIVERED) for c in claimed],
+        now=now,
+    )
+    for delivery in claimed:
+        attempts = await store.list_attempts(None, delivery.id)
+        stored = await store.get_delivery(None, delivery.id)
+        if delivery.endpoint_id == gone_endpoint.id:
+            assert stored is None and attempts == []
+        else:
+            assert stored is not None and stored.status is DeliveryStatus.DELIVERED
+            assert len(attempts) == 1
+
+
 async def test_api_keys(store: Store) -> None:
     key = ApiKey(
         id=ids.new_id(ids.API_KEY),

@@ -56,10 +56,6 @@ SET url = :url, name = :name, description = :description, event_types = :event_t
     fallback_after = :fallback_after
 WHERE id = :id AND tenant_id = :tenant_id;
 
--- name: existing_deliveries
--- As one JSON array (one step, not one per row: see store._insert_rows).
-SELECT json_group_array(id) FROM deliveries WHERE id IN (SELECT value FROM json_each(:ids));
-
 -- name: endpoint_tenant
 SELECT tenant_id, url FROM endpoints WHERE id = :id;
 
@@ -101,20 +97,21 @@ DELETE FROM endpoints
 WHERE id = :id AND (:tenant_id IS NULL OR tenant_id = :tenant_id);
 
 -- name: park_endpoint_deliveries
--- (the CASE is deliveries_by_endpoint's: see migration 10)
+-- (the CASE and the status != 'delivered' are deliveries_by_endpoint's: see migrations 10, 11)
 UPDATE deliveries SET status = 'parked', updated_at = :now
-WHERE endpoint_id = :endpoint_id AND (CASE status WHEN 'sending' THEN 'pending' ELSE status END) = 'pending' AND status = 'pending';
+WHERE endpoint_id = :endpoint_id AND (CASE status WHEN 'sending' THEN 'pending' ELSE status END) = 'pending' AND status != 'delivered'
+  AND status = 'pending';
 
 -- name: breaker_closed
 -- Its probe closed an endpoint's breaker: what waited for it (due by :until, the end of the
 -- probe's wait) is due now.
 UPDATE deliveries SET next_attempt_at = :now, updated_at = :now
-WHERE endpoint_id = :endpoint_id AND (CASE status WHEN 'sending' THEN 'pending' ELSE status END) = 'pending' AND status = 'pending'
-  AND next_attempt_at > :now AND next_attempt_at <= :until;
+WHERE endpoint_id = :endpoint_id AND (CASE status WHEN 'sending' THEN 'pending' ELSE status END) = 'pending' AND status != 'delivered'
+  AND status = 'pending' AND next_attempt_at > :now AND next_attempt_at <= :until;
 
 -- name: resume_endpoint_deliveries
 UPDATE deliveries SET status = 'pending', next_attempt_at = :now, updated_at = :now
-WHERE endpoint_id = :endpoint_id AND (CASE status WHEN 'sending' THEN 'pending' ELSE status END) = 'parked';
+WHERE endpoint_id = :endpoint_id AND (CASE status WHEN 'sending' THEN 'pending' ELSE status END) = 'parked' AND status != 'delivered';
 
 -- name: promote_fifo_heads
 -- FIFO endpoints among :endpoint_ids with no head (no pending, sending or parked delivery): their
@@ -133,7 +130,8 @@ WHERE id IN (
       AND NOT EXISTS (SELECT 1 FROM deliveries o INDEXED BY deliveries_by_endpoint
                       WHERE o.endpoint_id = e.id
                         AND (CASE o.status WHEN 'sending' THEN 'pending' ELSE o.status END)
-                            IN ('pending', 'parked'))
+                            IN ('pending', 'parked')
+                        AND o.status != 'delivered')
 );
 
 -- name: release_queued
@@ -143,7 +141,7 @@ SET status = CASE
         WHEN (SELECT status FROM endpoints WHERE endpoints.id = deliveries.endpoint_id) = 'active'
         THEN 'pending' ELSE 'parked' END,
     next_attempt_at = :now, updated_at = :now
-WHERE endpoint_id = :endpoint_id AND (CASE status WHEN 'sending' THEN 'pending' ELSE status END) = 'queued';
+WHERE endpoint_id = :endpoint_id AND (CASE status WHEN 'sending' THEN 'pending' ELSE status END) = 'queued' AND status != 'delivered';
 
 -- name: disable_endpoint
 UPDATE endpoints SET status = 'disabled', status_reason = :reason, updated_at = :now
@@ -254,9 +252,12 @@ SET status = 'sending', lease_owner = :worker_id, next_attempt_at = :lease_until
 WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: insert_attempt
+-- An attempt whose delivery was deleted meanwhile (with its endpoint or event, or purged) is
+-- dropped with it: the check is the insert's own (one statement, not a query first).
 INSERT INTO attempts (id, delivery_id, endpoint_id, number, started_at, duration_ms, outcome,
                       status_code, error, request_headers, response_headers, response_body)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+SELECT * FROM (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)) AS v
+WHERE EXISTS (SELECT 1 FROM deliveries WHERE deliveries.id = v.column2);
 
 -- name: complete_deliveries
 -- complete_delivery for a whole batch in one statement (one step, not one per row: see

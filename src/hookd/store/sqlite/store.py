@@ -830,11 +830,7 @@ class SqliteStore:
         completions = codec.dumps([[u[5], u[0], u[1], u[2], u[3], u[7]] for u in updates])
 
         def run(conn: sqlite3.Connection) -> list[BreakerChange]:
-            # Attempts whose delivery was deleted meanwhile are dropped with it.
-            ids_json = codec.dumps([a[1] for a in attempts])
-            found = conn.execute(Q["existing_deliveries"], {"ids": ids_json}).fetchone()[0]
-            live = set(orjson.loads(found))
-            _insert_rows(conn, Q["insert_attempt"], [a for a in attempts if a[1] in live])
+            _insert_rows(conn, Q["insert_attempt"], attempts)
             params = {"rows": completions, "now": now, "worker_id": worker_id}
             conn.execute(Q["complete_deliveries"], params)
             if succeeded:
@@ -1162,8 +1158,10 @@ def _insert_values(conn: sqlite3.Connection, insert: str, values: list[Any], col
 
 @functools.cache
 def _multi_row(insert: str, rows: int) -> str:
+    """`insert` with its `VALUES (?, …)` row repeated `rows` times (what follows it kept)."""
     head, _, values = insert.rpartition("VALUES")
-    return head + "VALUES " + ", ".join([values.strip()] * rows)
+    end = values.index(")") + 1
+    return head + "VALUES " + ", ".join([values[:end].strip()] * rows) + values[end:]
 
 
 def _outcomes(job: asyncio.Future[list[_Outcome]]) -> list[_Outcome] | BaseException:
