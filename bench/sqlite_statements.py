@@ -177,13 +177,14 @@ def report(work: Path, deliveries: int, count: int) -> None:
         assert conn.execute(Q["claim_mark"], {**params, "ids": ids_json}).rowcount == len(batch)
 
     table: list[tuple[str, str, float, float]] = []
-    for statement, conns, run in (
-        ("complete_deliveries (record)", leased, complete),
-        ("claim_mark (claim)", pending, mark),
-    ):
-        figures = rounds({n: (c, run) for n, c in conns.items()}, pick, count)
+
+    def compare(statement: str, groups: dict[str, tuple[sqlite3.Connection, Run]]) -> None:
+        figures = rounds(groups, pick, count)
         first = next(iter(figures.values()))
-        table += [(statement, n, v, v / first) for n, v in figures.items()]
+        table.extend((statement, n, v, v / first) for n, v in figures.items())
+
+    compare("complete_deliveries (record)", {n: (c, complete) for n, c in leased.items()})
+    compare("claim_mark (claim)", {n: (c, mark) for n, c in pending.items()})
 
     # 2. the claim's event bodies
     conn = connect(base)
@@ -200,13 +201,10 @@ def report(work: Path, deliveries: int, count: int) -> None:
         for event in orjson.loads(conn.execute(OLD_BODIES, params).fetchone()[0]):
             codec.wire_body(event[1], event[2], event[3].encode())
 
-    figures = rounds(
+    compare(
+        "event bodies (claim)",
         {"payloads joined by 0x1F (now)": (conn, joined), "one JSON array": (conn, quoted)},
-        pick,
-        count,
     )
-    first = next(iter(figures.values()))
-    table += [("event bodies (claim)", n, v, v / first) for n, v in figures.items()]
 
     # 3. the attempts' insert
     def attempts(batch: list[Any]) -> list[tuple[Any, ...]]:
@@ -225,13 +223,10 @@ def report(work: Path, deliveries: int, count: int) -> None:
         live = set(orjson.loads(found.fetchone()[0]))
         _insert_rows(conn, OLD_INSERT_ATTEMPT, [a for a in made if a[1] in live])
 
-    figures = rounds(
+    compare(
+        "attempts insert (record)",
         {"the insert checks (now)": (conn, guarded), "a query first": (conn, query_first)},
-        pick,
-        count,
     )
-    first = next(iter(figures.values()))
-    table += [("attempts insert (record)", n, v, v / first) for n, v in figures.items()]
 
     print(
         f"\n{deliveries:,} deliveries, {count} rounds of {BATCH} rows, SQLite "
