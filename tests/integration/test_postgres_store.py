@@ -22,7 +22,7 @@ from test_store_contract import make_endpoint, make_event, result_for
 
 from hookd import crypto
 from hookd.domain import errors
-from hookd.domain.models import DeliveryStatus, EndpointStatus
+from hookd.domain.models import DeliveryStatus, Endpoint, EndpointStatus
 from hookd.store.postgres import PostgresStore
 from hookd.store.postgres.store import Q, migrate
 from hookd.store.sql import load_migrations
@@ -153,34 +153,54 @@ async def test_secrets_and_headers_are_encrypted_at_rest(
         await other_key.open()
 
 
+async def with_history(
+    store: PostgresStore,
+    schema: postgres.Schema,
+    count: int,
+    *,
+    status: str,
+    lease_owner: str = "NULL",
+) -> tuple[Endpoint, str, asyncpg.Connection]:
+    """An endpoint, one event, and `count` deliveries of it straight into the table
+    (`dlv_00000001`, …, due at `g`, their number; `status` and `lease_owner` are SQL
+    expressions of `g`): the endpoint, the event's id, and a connection to the schema."""
+    endpoint = make_endpoint()
+    await store.create_endpoint(endpoint)
+    (published,) = await store.publish([make_event()])
+    conn = await raw(schema)
+    await conn.execute(
+        "INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, event_type, status, "
+        "lease_owner, next_attempt_at, created_at, updated_at) "
+        "SELECT 'dlv_' || lpad(g::text, 8, '0'), 'default', $1, $2, 'order.filled', "
+        f"{status}, {lease_owner}, g, g, g FROM generate_series(1, $3) AS g",
+        published.event.id,
+        endpoint.id,
+        count,
+    )
+    return endpoint, published.event.id, conn
+
+
 async def test_the_claim_walks_the_due_index(
     store: PostgresStore, postgres_schema: postgres.Schema
 ) -> None:
     """With a long history and a backlog, the claim's plan reads the partial index in (priority,
     due) order: no scan of the table, no sort (so its cost follows the batch, not the backlog);
     and retries not yet due at a high priority are outside the index range, never read."""
-    endpoint = make_endpoint()
-    await store.create_endpoint(endpoint)
-    (published,) = await store.publish([make_event()])
-    conn = await raw(postgres_schema)
+    # 50,000 finished deliveries (history) and 5,000 due ones (backlog), all of one event
+    endpoint, event_id, conn = await with_history(
+        store,
+        postgres_schema,
+        55000,
+        status="CASE WHEN g % 11 = 0 THEN 'pending' ELSE 'delivered' END",
+    )
     try:
-        # 50,000 finished deliveries (history) and 5,000 due ones (backlog), all of one event
-        await conn.execute(
-            "INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, event_type, status, "
-            "next_attempt_at, created_at, updated_at) "
-            "SELECT 'dlv_' || lpad(g::text, 8, '0'), 'default', $1, $2, 'order.filled', "
-            "CASE WHEN g % 11 = 0 THEN 'pending' ELSE 'delivered' END, g, g, g "
-            "FROM generate_series(1, 55000) AS g",
-            published.event.id,
-            endpoint.id,
-        )
         # 20,000 retries at the highest priority, due only after `now`
         await conn.execute(
             "INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, event_type, status, "
             "priority, next_attempt_at, created_at, updated_at) "
             "SELECT 'dlv_r' || lpad(g::text, 8, '0'), 'default', $1, $2, 'order.filled', "
             "'pending', 10, 2e11 + g, g, g FROM generate_series(1, 20000) AS g",
-            published.event.id,
+            event_id,
             endpoint.id,
         )
         await conn.execute("ANALYZE deliveries")
@@ -211,21 +231,14 @@ async def test_a_batch_of_results_is_recorded_by_primary_key_whatever_the_statis
     row): as store.record runs it (nested loops off), the deliveries are found through the
     primary key and the batch is hashed, never a scan of the table with unnest() rescanned per
     row (35-70 ms for 256 rows); and the batch is recorded."""
-    endpoint = make_endpoint()
-    await store.create_endpoint(endpoint)
-    (published,) = await store.publish([make_event()])
-    conn = await raw(postgres_schema)
+    endpoint, _, conn = await with_history(
+        store,
+        postgres_schema,
+        20000,
+        status="CASE WHEN g % 2 = 0 THEN 'delivered' ELSE 'sending' END",
+        lease_owner="CASE WHEN g % 2 = 0 THEN NULL ELSE 'w-old' END",
+    )
     try:
-        await conn.execute(
-            "INSERT INTO deliveries (id, tenant_id, event_id, endpoint_id, event_type, status, "
-            "lease_owner, next_attempt_at, created_at, updated_at) "
-            "SELECT 'dlv_' || lpad(g::text, 8, '0'), 'default', $1, $2, 'order.filled', "
-            "CASE WHEN g % 2 = 0 THEN 'delivered' ELSE 'sending' END, "
-            "CASE WHEN g % 2 = 0 THEN NULL ELSE 'w-old' END, g, g, g "
-            "FROM generate_series(1, 20000) AS g",
-            published.event.id,
-            endpoint.id,
-        )
         await conn.execute("ANALYZE deliveries")
         ids = [
             r[0]
