@@ -838,16 +838,15 @@ class PostgresStore:
         columns = [list(column) for column in zip(*attempts, strict=True)]
         columns[8] = [_pg_text(v) for v in columns[8]]  # error
         columns[11] = [_pg_text(v) for v in columns[11]]  # response body
-        complete = Q["complete_deliveries"]
-        ordered = sorted(results, key=lambda r: r.attempt.delivery_id)
+        complete = Q["complete_deliveries"]  # (locks in key order whatever the arrays' order)
         completion = complete.args(
             {
-                "ids": [r.attempt.delivery_id for r in ordered],
-                "statuses": [r.status.value for r in ordered],
-                "next_attempt_at": [r.next_attempt_at for r in ordered],
-                "status_codes": [r.attempt.status_code for r in ordered],
-                "errors": [_pg_text(r.attempt.error) for r in ordered],
-                "to_fallback": [r.to_fallback for r in ordered],
+                "ids": [r.attempt.delivery_id for r in results],
+                "statuses": [r.status.value for r in results],
+                "next_attempt_at": [r.next_attempt_at for r in results],
+                "status_codes": [r.attempt.status_code for r in results],
+                "errors": [_pg_text(r.attempt.error) for r in results],
+                "to_fallback": [r.to_fallback for r in results],
                 "now": now,
                 "worker_id": worker_id,
             }

@@ -260,10 +260,12 @@ SELECT * FROM (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)) AS v
 WHERE EXISTS (SELECT 1 FROM deliveries WHERE deliveries.id = v.column2);
 
 -- name: complete_deliveries
--- complete_delivery for a whole batch in one statement (one step, not one per row: see
--- store._insert_rows). :rows is a JSON array of [id, status, next_attempt_at, status_code,
--- error, to_fallback]. The unary + keeps the planner off deliveries_by_status: the rows drive
--- the join, each finding its delivery by id (an EXPLAIN test guards the plan).
+-- A batch of results in one statement (one step, not one per row: see store._insert_rows).
+-- :rows is a JSON array of [id, status, next_attempt_at, status_code, error, to_fallback]. A
+-- retry for an endpoint that is no longer active is parked instead; to_fallback switches to the
+-- fallback URL with a fresh attempt budget. The unary + keeps the planner off
+-- deliveries_by_status: the rows drive the join, each finding its delivery by id (an EXPLAIN
+-- test guards the plan).
 UPDATE deliveries
 SET status = CASE
         WHEN r.r_status = 'pending'
@@ -284,25 +286,6 @@ FROM (SELECT json_extract(value, '$[0]') AS r_id, json_extract(value, '$[1]') AS
       FROM json_each(:rows)) AS r
 WHERE deliveries.id = r.r_id AND deliveries.lease_owner = :worker_id
   AND +deliveries.status = 'sending';
-
--- name: complete_delivery
--- A retry for an endpoint that is no longer active is parked instead. ?8: switch to the
--- fallback URL, with a fresh attempt budget.
-UPDATE deliveries
-SET status = CASE
-        WHEN ?1 = 'pending'
-             AND (SELECT status FROM endpoints WHERE endpoints.id = deliveries.endpoint_id)
-                 != 'active'
-        THEN 'parked' ELSE ?1 END,
-    next_attempt_at = ?2,
-    attempts = CASE WHEN ?8 THEN 0 ELSE attempts + 1 END,
-    fallback = CASE WHEN ?8 THEN 1 ELSE fallback END,
-    total_attempts = total_attempts + 1,
-    last_status_code = ?3,
-    last_error = ?4,
-    lease_owner = NULL,
-    updated_at = ?5
-WHERE id = ?6 AND lease_owner = ?7 AND status = 'sending';
 
 -- name: release_leases
 UPDATE deliveries

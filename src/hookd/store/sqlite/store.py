@@ -794,8 +794,7 @@ class SqliteStore:
                 ClaimedDelivery(r[0], r[1], r[2], r[3], r[4], r[5], bodies[r[2]], r[6], bool(r[7]))
                 for r in rows
             ]
-            if any(c.priority != claimed[0].priority for c in claimed):
-                claimed.sort(key=lambda c: -c.priority)
+            claimed.sort(key=lambda c: -c.priority)
             return claimed
 
         return await self._write(run, durable=False)

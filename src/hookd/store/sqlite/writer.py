@@ -129,9 +129,10 @@ class Writer:
                 self._take_turn()
                 try:
                     batch, stop = self._gather(first)
-                    self._run_batch(conn, batch)
+                    outcomes = self._run_batch(conn, batch)
                 finally:
                     self._end_turn()
+                _answer(batch, outcomes)  # the callers hear after the turn is given back
                 if stop:
                     return
         finally:
@@ -162,7 +163,10 @@ class Writer:
         if self._turn is not None:
             fcntl.flock(self._turn.fileno(), fcntl.LOCK_UN)
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+    def _run_batch(
+        self, conn: sqlite3.Connection, batch: list[_Job]
+    ) -> list[tuple[Any, BaseException | None]]:
+        """The batch in one transaction: each job's result or error, in the batch's order."""
         outcomes: list[tuple[Any, BaseException | None]] = []
         try:
             level = self._synchronous if any(job[3] for job in batch) else "NORMAL"
@@ -192,7 +196,11 @@ class Writer:
             if conn.in_transaction:
                 conn.rollback()
             outcomes = [(None, exc)] * len(batch)
-        for (_, future, loop, _), (result, error) in zip(batch, outcomes, strict=True):
-            # RuntimeError: the caller's loop has closed; nobody is waiting any more
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, future, result, error)
+        return outcomes
+
+
+def _answer(batch: list[_Job], outcomes: list[tuple[Any, BaseException | None]]) -> None:
+    for (_, future, loop, _), (result, error) in zip(batch, outcomes, strict=True):
+        # RuntimeError: the caller's loop has closed; nobody is waiting any more
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, future, result, error)
