@@ -60,6 +60,14 @@ class DeliveryStatus(StrEnum):
     QUEUED = "queued"  # FIFO endpoint: waits for the delivery before it to end
 
 
+def first_status(in_order: bool, active: bool) -> DeliveryStatus:
+    """A new delivery's status: queued behind the head of its FIFO endpoint (`in_order`),
+    pending for an active endpoint, parked for a paused or disabled one."""
+    if in_order:
+        return DeliveryStatus.QUEUED
+    return DeliveryStatus.PENDING if active else DeliveryStatus.PARKED
+
+
 #: Statuses that end a delivery without success: the dead-letter list.
 DEAD_LETTER_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.DEAD)
 #: Statuses that end a delivery: on a FIFO endpoint, the next one may go.

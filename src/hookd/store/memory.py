@@ -26,6 +26,7 @@ from hookd.domain.models import (
     Event,
     EventType,
     PublishResult,
+    first_status,
 )
 from hookd.policy import admission
 from hookd.policy.breaker import BreakerState
@@ -295,13 +296,7 @@ class MemoryStore:
                     event_id=event.id,
                     endpoint_id=endpoint.id,
                     event_type=event.type,
-                    status=(
-                        DeliveryStatus.QUEUED
-                        if in_order
-                        else DeliveryStatus.PENDING
-                        if active
-                        else DeliveryStatus.PARKED
-                    ),
+                    status=first_status(in_order, active),
                     priority=(
                         endpoint.default_priority if event.priority is None else event.priority
                     ),

@@ -45,6 +45,7 @@ from hookd.domain.models import (
     Event,
     EventType,
     PublishResult,
+    first_status,
 )
 from hookd.policy import admission
 from hookd.policy.patterns import PatternSet
@@ -735,7 +736,7 @@ class PostgresStore:
                         event.id,
                         endpoint_id,
                         event.type,
-                        "queued" if in_order else "pending" if active else "parked",
+                        first_status(in_order, active).value,
                         default_priority if event.priority is None else event.priority,
                         event.created_at,
                     ),

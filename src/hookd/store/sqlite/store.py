@@ -40,6 +40,7 @@ from hookd.domain.models import (
     Event,
     EventType,
     PublishResult,
+    first_status,
 )
 from hookd.policy import admission
 from hookd.policy.patterns import PatternSet
@@ -1075,7 +1076,7 @@ def _delivery_values(fanned: Sequence[tuple[Event, list[_Target]]]) -> list[Any]
                 event.id,
                 endpoint_id,
                 event.type,
-                "queued" if in_order else "pending" if active else "parked",
+                first_status(in_order, active).value,
                 default_priority if event.priority is None else event.priority,
                 now,
                 now,
